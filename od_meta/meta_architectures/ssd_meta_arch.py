@@ -1,0 +1,367 @@
+"""SSD meta-architecture (Liu et al. 2016), as Huang et al. 2017 frame it.
+
+A single feed-forward network predicts, for every anchor of every feature
+map, box encodings relative to the anchor and class scores; training matches
+anchors to groundtruth (Argmax or Bipartite matcher), encodes the matched
+boxes with a box coder, and sums a localization loss (positives only) and a
+classification loss (positives and negatives, optionally mined with OHEM or
+balanced with focal loss). RetinaNet (Lin et al. 2017) is this meta-
+architecture with an FPN extractor, a weight-shared predictor, multiscale
+anchors and sigmoid focal loss, as in the TF OD API.
+
+Coordinate frames:
+  * groundtruth and detections at the public boundary: normalized
+    `[ymin, xmin, ymax, xmax]` of the true image window (the valid region of
+    each padded input image, `true_image_shapes`);
+  * anchors and decoded boxes inside: normalized to the *padded* input image
+    (the preprocessed tensor); groundtruth is rescaled into that frame before
+    matching, and detections are clipped to the true window and mapped back
+    to it by the non-max suppression.
+"""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import tensorflow as tf
+
+from od_meta.core import box_coder as box_coder_lib
+from od_meta.core import box_list
+from od_meta.core import model
+from od_meta.core import standard_fields as fields
+from od_meta.core import target_assigner as target_assigner_lib
+from od_meta.utils import shape_utils
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDLossConfig:
+  """Loss hyperparameters of SSD.
+
+  Attributes:
+    classification_loss: `losses.Loss` on class logits `[B, A, slots]`.
+    localization_loss: `losses.Loss` on box encodings `[B, A, code_size]`.
+    classification_weight: float multiplier of the classification term.
+    localization_weight: float multiplier of the localization term.
+    hard_example_miner: optional `HardExampleMiner` (SSD OHEM, Liu et al.
+      2016 section 2.2, negatives:positives <= 3).
+    normalize_loss_by_num_matches: divide both terms by the number of
+      matched anchors in the batch (at least 1), as the SSD paper's 1/N.
+    normalize_loc_loss_by_codesize: also divide the localization term by the
+      box code size.
+  """
+  classification_loss: Any
+  localization_loss: Any
+  classification_weight: float = 1.0
+  localization_weight: float = 1.0
+  hard_example_miner: Any = None
+  normalize_loss_by_num_matches: bool = True
+  normalize_loc_loss_by_codesize: bool = False
+
+
+class SSDMetaArch(model.DetectionModel):
+  """Single-shot detector over a list of feature maps.
+
+  Args (keyword-only):
+    is_training: bool, build for training (batch norm in training mode).
+    num_classes: int, object classes without background.
+    image_resizer_fn: `image [H, W, 3] -> (float32 [H', W', 3], int32 [3]
+      true shape)`, used by `preprocess` on raw images.
+    feature_extractor: an `SSDFeatureExtractor` (Keras model; `preprocess`
+      normalizes [0, 255] images, `call` returns feature maps).
+    box_predictor: a Keras layer mapping the feature maps to
+      {'box_encodings': [B, A, code_size],
+       'class_predictions_with_background': [B, A, slots]}.
+    anchor_generator: an `AnchorGenerator` whose `generate(shapes,
+      im_height=, im_width=)` returns normalized anchors, one BoxList per map,
+      in the predictor's order.
+    box_coder: a `BoxCoder`.
+    target_assigner: a `TargetAssigner` (similarity, matcher, `box_coder`).
+    non_max_suppression_fn: `post_processing.batch_multiclass_non_max_
+      suppression` with thresholds bound.
+    score_conversion_fn: logits -> scores (sigmoid / softmax / identity).
+    loss_config: an `SSDLossConfig`.
+    add_background_class: the predictor has a background column 0
+      (softmax-style); when False (`encode_background_as_zeros`) there are
+      `num_classes` sigmoid columns and unmatched anchors get all-zero
+      targets.
+    name: Keras layer name.
+
+  Raises:
+    ValueError: if the predictor's class slots do not fit
+      `add_background_class`.
+  """
+
+  def __init__(self, *, is_training: bool, num_classes: int,
+               image_resizer_fn: Callable, feature_extractor: tf.keras.Model,
+               box_predictor: tf.keras.layers.Layer, anchor_generator,
+               box_coder: box_coder_lib.BoxCoder,
+               target_assigner: target_assigner_lib.TargetAssigner,
+               non_max_suppression_fn: Callable,
+               score_conversion_fn: Callable, loss_config: SSDLossConfig,
+               add_background_class: bool = True,
+               name: Optional[str] = None):
+    super().__init__(num_classes=num_classes, name=name or 'ssd')
+    self._is_training = is_training
+    self._image_resizer_fn = image_resizer_fn
+    self.feature_extractor = feature_extractor
+    self.box_predictor = box_predictor
+    self._anchor_generator = anchor_generator
+    self._box_coder = box_coder
+    self._target_assigner = target_assigner
+    self._non_max_suppression_fn = non_max_suppression_fn
+    self._score_conversion_fn = score_conversion_fn
+    self._loss_config = loss_config
+    self._add_background_class = add_background_class
+    slots = getattr(box_predictor, 'num_class_slots', None)
+    expected = num_classes + 1 if add_background_class else num_classes
+    if slots is not None and slots != expected:
+      raise ValueError(
+          f'box_predictor predicts {slots} class slots but num_classes='
+          f'{num_classes} with add_background_class={add_background_class} '
+          f'needs {expected}')
+    self._anchors = None
+
+  # ------------------------------------------------------------------ public
+  @property
+  def anchors(self):
+    """BoxList of the anchors of the last `predict` (normalized, padded
+    frame)."""
+    if self._anchors is None:
+      raise RuntimeError('anchors exist after predict() has run')
+    return self._anchors
+
+  @property
+  def feature_extractor_model(self):
+    return self.feature_extractor
+
+  def restore_map(self, fine_tune_checkpoint_type='detection'):
+    """See `DetectionModel.restore_map`; also restores the extractor alone."""
+    if fine_tune_checkpoint_type in ('classification', 'feature_extractor'):
+      return {'feature_extractor': self.feature_extractor}
+    return super().restore_map(fine_tune_checkpoint_type)
+
+  def preprocess(self, inputs, true_image_shapes=None):
+    """Resizes (unless already done) and normalizes a batch of images.
+
+    Args:
+      inputs: float32 `[B, H, W, 3]` in [0, 255].
+      true_image_shapes: optional int32 `[B, 3]`. When given, the images were
+        already resized by the input pipeline (with this model's resizer)
+        and only the extractor's normalization is applied.
+
+    Returns:
+      (preprocessed float32 `[B, H', W', 3]`, true_image_shapes int32
+      `[B, 3]`).
+
+    Raises:
+      ValueError: if `inputs` is not a rank-4 tensor with 3 channels.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    if inputs.shape.rank != 4 or inputs.shape[-1] not in (3, None):
+      raise ValueError(
+          f'SSD preprocess expects [batch, height, width, 3] images, got '
+          f'shape {inputs.shape}')
+    inputs = tf.cast(inputs, tf.float32)
+    if true_image_shapes is None:
+      resized, true_image_shapes = _resize_batch(inputs,
+                                                 self._image_resizer_fn)
+    else:
+      resized = inputs
+    return (self.feature_extractor.preprocess(resized),
+            tf.cast(true_image_shapes, tf.int32))
+
+  def predict(self, preprocessed_inputs, true_image_shapes, training=False):
+    """Runs the feature extractor and the box predictor.
+
+    Returns:
+      dict with 'preprocessed_inputs', 'feature_maps' (list),
+      'box_encodings' float32 `[B, A, code_size]`,
+      'class_predictions_with_background' float32 `[B, A, slots]` (logits)
+      and 'anchors' float32 `[A, 4]` (normalized, padded frame).
+
+    Raises:
+      ValueError: if the predictor and the anchor generator disagree on the
+        number of anchors.
+    """
+    feature_maps = self.feature_extractor(preprocessed_inputs,
+                                          training=training)
+    image_shape = shape_utils.combined_static_and_dynamic_shape(
+        preprocessed_inputs)
+    feature_map_shapes = [
+        tuple(shape_utils.combined_static_and_dynamic_shape(f)[1:3])
+        for f in feature_maps]
+    anchors_list = self._anchor_generator.generate(
+        feature_map_shapes, im_height=image_shape[1], im_width=image_shape[2])
+    anchors = box_list.BoxList(
+        tf.concat([a.get() for a in anchors_list], axis=0))
+    self._anchors = anchors
+    predictions = self.box_predictor(feature_maps, training=training)
+    box_encodings = predictions['box_encodings']
+    class_predictions = predictions['class_predictions_with_background']
+    num_predicted = box_encodings.shape[1]
+    num_anchors = anchors.num_boxes_static()
+    if (num_predicted is not None and num_anchors is not None and
+        num_predicted != num_anchors):
+      raise ValueError(
+          f'the box predictor made {num_predicted} predictions but the anchor '
+          f'generator made {num_anchors} anchors; check num_layers / '
+          'aspect_ratios against the feature extractor')
+    return {
+        'preprocessed_inputs': preprocessed_inputs,
+        'feature_maps': feature_maps,
+        'box_encodings': box_encodings,
+        'class_predictions_with_background': class_predictions,
+        'anchors': anchors.get(),
+    }
+
+  def loss(self, prediction_dict, true_image_shapes):
+    """Computes the SSD loss of the groundtruth given to provide_groundtruth.
+
+    Returns:
+      {'Loss/localization_loss': scalar, 'Loss/classification_loss':
+      scalar}, float32, normalized as `SSDLossConfig` says.
+    """
+    config = self._loss_config
+    box_encodings = prediction_dict['box_encodings']
+    class_predictions = prediction_dict['class_predictions_with_background']
+    anchors = box_list.BoxList(prediction_dict['anchors'])
+    gt_boxlists, gt_class_targets, gt_weights = self._groundtruth_in_frame(
+        prediction_dict['preprocessed_inputs'], true_image_shapes)
+    unmatched_class_label = self._unmatched_class_label()
+    (cls_targets, cls_weights, reg_targets, reg_weights,
+     match_list) = target_assigner_lib.batch_assign_targets(
+         self._target_assigner, anchors, gt_boxlists, gt_class_targets,
+         unmatched_class_label=unmatched_class_label,
+         gt_weights_batch=gt_weights)
+    location_losses = config.localization_loss(
+        box_encodings, reg_targets, weights=reg_weights)
+    cls_losses = config.classification_loss(
+        class_predictions, cls_targets, weights=cls_weights)
+    if cls_losses.shape.rank == 3:
+      cls_losses = tf.reduce_sum(cls_losses, axis=2)
+    if config.hard_example_miner is not None:
+      decoded = box_coder_lib.batch_decode(box_encodings, self._box_coder,
+                                           anchors)
+      decoded_list = [box_list.BoxList(b) for b in tf.unstack(
+          decoded, num=len(gt_boxlists))]
+      localization_loss, classification_loss = config.hard_example_miner(
+          location_losses, cls_losses, decoded_list, match_list)
+    else:
+      localization_loss = tf.reduce_sum(location_losses)
+      classification_loss = tf.reduce_sum(cls_losses)
+    normalizer = tf.constant(1.0)
+    if config.normalize_loss_by_num_matches:
+      normalizer = tf.maximum(tf.reduce_sum(reg_weights), 1.0)
+    loc_normalizer = normalizer
+    if config.normalize_loc_loss_by_codesize:
+      loc_normalizer = normalizer * self._box_coder.code_size
+    return {
+        'Loss/localization_loss': (config.localization_weight *
+                                   localization_loss / loc_normalizer),
+        'Loss/classification_loss': (config.classification_weight *
+                                     classification_loss / normalizer),
+    }
+
+  def postprocess(self, prediction_dict, true_image_shapes):
+    """Decodes boxes, converts scores and runs batched NMS in the graph.
+
+    Returns:
+      dict with detection_boxes float32 `[B, max_det, 4]` (normalized to the
+      true image window), detection_scores `[B, max_det]`,
+      detection_classes float32 `[B, max_det]` (0-based class ids),
+      num_detections float32 `[B]`, detection_multiclass_scores
+      `[B, max_det, num_classes]`, detection_anchor_indices int32,
+      raw_detection_boxes `[B, A, 4]` and raw_detection_scores
+      `[B, A, num_classes]` (before NMS, true-window frame).
+    """
+    box_encodings = prediction_dict['box_encodings']
+    anchors = box_list.BoxList(prediction_dict['anchors'])
+    decoded = box_coder_lib.batch_decode(box_encodings, self._box_coder,
+                                         anchors)
+    scores = self._score_conversion_fn(
+        prediction_dict['class_predictions_with_background'])
+    if self._add_background_class:
+      scores = scores[:, :, 1:]
+    window = _true_window(prediction_dict['preprocessed_inputs'],
+                          true_image_shapes)
+    result = self._non_max_suppression_fn(
+        decoded[:, :, tf.newaxis, :], scores, clip_window=window,
+        change_coordinate_frame=True,
+        additional_fields={'multiclass_scores': scores})
+    raw_boxes = _to_window_frame(decoded, window)
+    return {
+        fields.DetectionResultFields.detection_boxes: result.nmsed_boxes,
+        fields.DetectionResultFields.detection_scores: result.nmsed_scores,
+        fields.DetectionResultFields.detection_classes: tf.cast(
+            result.nmsed_classes, tf.float32),
+        fields.DetectionResultFields.num_detections: tf.cast(
+            result.num_detections, tf.float32),
+        fields.DetectionResultFields.detection_multiclass_scores:
+            result.nmsed_additional_fields['multiclass_scores'],
+        fields.DetectionResultFields.detection_anchor_indices:
+            result.nmsed_anchor_indices,
+        fields.DetectionResultFields.raw_detection_boxes: raw_boxes,
+        fields.DetectionResultFields.raw_detection_scores: scores,
+    }
+
+  # ----------------------------------------------------------------- private
+  def _unmatched_class_label(self):
+    if self._add_background_class:
+      return tf.one_hot(0, self.num_classes + 1, dtype=tf.float32)
+    return tf.zeros([self.num_classes], tf.float32)
+
+  def _groundtruth_in_frame(self, preprocessed_inputs, true_image_shapes):
+    """Groundtruth BoxLists in the padded frame and their class targets."""
+    boxes_list = self.groundtruth_lists(fields.BoxListFields.boxes)
+    classes_list = self.groundtruth_lists(fields.BoxListFields.classes)
+    weights_list = self.groundtruth_lists(fields.BoxListFields.weights)
+    scale = _window_scale(preprocessed_inputs, true_image_shapes)
+    boxlists, class_targets = [], []
+    for i, (boxes, classes) in enumerate(zip(boxes_list, classes_list)):
+      boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+      boxlists.append(box_list.BoxList(boxes * tf.tile(scale[i], [2])))
+      classes = tf.convert_to_tensor(classes)
+      if classes.shape.rank == 1:
+        one_hot = tf.one_hot(tf.cast(classes, tf.int32), self.num_classes,
+                             dtype=tf.float32)
+      else:
+        one_hot = tf.cast(classes, tf.float32)
+      if self._add_background_class:
+        one_hot = tf.pad(one_hot, [[0, 0], [1, 0]])
+      class_targets.append(one_hot)
+    weights = [tf.cast(tf.reshape(w, [-1]), tf.float32) for w in weights_list]
+    return boxlists, class_targets, weights
+
+
+def _resize_batch(images, image_resizer_fn):
+  """Resizes each image of a batch; returns images and true shapes."""
+  if images.shape[0] == 1:
+    resized, true_shape = image_resizer_fn(images[0])
+    return resized[tf.newaxis], tf.reshape(true_shape, [1, 3])
+  resized, true_shapes = tf.map_fn(
+      image_resizer_fn, images,
+      fn_output_signature=(tf.TensorSpec(None, tf.float32),
+                           tf.TensorSpec([3], tf.int32)))
+  return resized, true_shapes
+
+
+def _window_scale(preprocessed_inputs, true_image_shapes):
+  """float32 `[B, 2]`: (true height / padded height, true w / padded w)."""
+  shape = tf.shape(preprocessed_inputs)
+  padded = tf.cast(tf.stack([shape[1], shape[2]]), tf.float32)
+  true_hw = tf.cast(true_image_shapes[:, :2], tf.float32)
+  return true_hw / padded
+
+
+def _true_window(preprocessed_inputs, true_image_shapes):
+  """float32 `[B, 4]` clip windows `[0, 0, h/H, w/W]` in the padded frame."""
+  scale = _window_scale(preprocessed_inputs, true_image_shapes)
+  zeros = tf.zeros_like(scale)
+  return tf.concat([zeros, scale], axis=1)
+
+
+def _to_window_frame(boxes, window):
+  """Maps `[B, A, 4]` padded-frame boxes to the frame of each window."""
+  origin = tf.tile(window[:, tf.newaxis, :2], [1, 1, 2])
+  size = tf.tile(window[:, tf.newaxis, 2:] - window[:, tf.newaxis, :2],
+                 [1, 1, 2])
+  return (boxes - origin) / size

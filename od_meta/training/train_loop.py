@@ -1,0 +1,365 @@
+"""The training loop behind `scripts/model_main.py`.
+
+One pipeline config drives it: the model, optimizer and input pipeline are
+built from the config's messages, and the train step runs as a
+`tf.function` inside a `tf.distribute` strategy (see `distribute_utils`).
+The loss of each replica is divided by the number of replicas before its
+gradients are taken, so the gradients summed by the all-reduce are those of
+the global batch (`train_config.batch_size` is the *global* batch size).
+
+Checkpoints (`tf.train.CheckpointManager`) go to `model_dir` every
+`checkpoint_every_n` steps and at the end; a rerun with the same `model_dir`
+resumes from the newest one. TensorBoard summaries go to `model_dir/train`.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from od_meta.builders import dataset_builder
+from od_meta.builders import image_resizer_builder
+from od_meta.builders import model_builder
+from od_meta.builders import optimizer_builder
+from od_meta.builders import preprocessor_builder
+from od_meta.core import standard_fields as fields
+from od_meta.data import inputs
+from od_meta.training import distribute_utils
+from od_meta.utils import config_util
+
+_FINE_TUNE_TYPES = ('detection', 'feature_extractor', 'classification')
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train_loop` did.
+
+  Attributes:
+    final_step: int, the global step at the end.
+    checkpoint_path: str, the newest checkpoint.
+    final_losses: dict of float, the last step's losses.
+    wall_time_s: float, seconds spent in the loop (building excluded).
+    steps_run: int, steps run by this call (0 when already done).
+  """
+  final_step: int
+  checkpoint_path: str
+  final_losses: dict
+  wall_time_s: float
+  steps_run: int
+
+
+def compute_losses(detection_model, features, labels, *, training,
+                   add_regularization_loss=True):
+  """Runs the model on a batch and returns its loss dict.
+
+  Args:
+    detection_model: a `DetectionModel`.
+    features: dict with `image` float32 `[B, H, W, 3]` in [0, 255] (already
+      resized by the input pipeline) and `true_image_shape` int32 `[B, 3]`.
+    labels: padded groundtruth dict from `inputs.build_dataset`.
+    training: bool, run the network in training mode.
+    add_regularization_loss: add the Keras layers' weight-decay losses as
+      'Loss/regularization_loss'.
+
+  Returns:
+    dict of float32 scalars: the model's 'Loss/...' terms and
+    'Loss/total_loss'.
+  """
+  detection_model.provide_groundtruth(
+      **inputs.provide_groundtruth_kwargs(labels))
+  preprocessed, true_shapes = detection_model.preprocess(
+      features[fields.InputDataFields.image],
+      features[fields.InputDataFields.true_image_shape])
+  prediction_dict = detection_model.predict(preprocessed, true_shapes,
+                                            training=training)
+  losses = dict(detection_model.loss(prediction_dict, true_shapes))
+  if add_regularization_loss:
+    regularization = detection_model.losses
+    if regularization:
+      losses['Loss/regularization_loss'] = tf.add_n(
+          [tf.cast(r, tf.float32) for r in regularization])
+  losses['Loss/total_loss'] = tf.add_n(list(losses.values()))
+  return losses
+
+
+def build_input_fn(configs, *, is_training, batch_size=None,
+                   input_config=None, retain_original_image=False):
+  """Returns `fn(input_context) -> tf.data.Dataset` for a config.
+
+  Args:
+    configs: dict from `config_util.get_configs_from_pipeline_file`.
+    is_training: training input (train_input_config, augmentation) or eval.
+    batch_size: global batch size; default train_config.batch_size in
+      training and eval_config.batch_size otherwise.
+    input_config: the InputReader to read; default the train input or the
+      first eval input.
+    retain_original_image: keep the decoded image (for eval visualizations).
+  """
+  model_config = configs['model']
+  resizer_fn = image_resizer_builder.build(
+      config_util.get_image_resizer_config(model_config))
+  if input_config is None:
+    if is_training:
+      input_config = configs['train_input_config']
+    else:
+      if not configs.get('eval_input_configs'):
+        raise ValueError('the pipeline config has no eval_input_reader')
+      input_config = configs['eval_input_configs'][0]
+  if batch_size is None:
+    batch_size = (configs['train_config'].batch_size if is_training else
+                  configs['eval_config'].batch_size)
+  preprocess_fn = None
+  if is_training:
+    preprocess_fn = preprocessor_builder.build_preprocess_fn(
+        configs['train_config'].data_augmentation_options)
+
+  def input_fn(input_context=None):
+    return dataset_builder.build(
+        input_config, batch_size=int(batch_size), is_training=is_training,
+        image_resizer_fn=resizer_fn, preprocess_fn=preprocess_fn,
+        input_context=input_context,
+        retain_original_image=retain_original_image,
+        max_number_of_boxes=(configs['train_config'].max_number_of_boxes
+                             if is_training else None))
+
+  return input_fn
+
+
+def build_model_variables(detection_model, image_height, image_width):
+  """Creates the model's variables with one forward pass on zeros.
+
+  Keras 3 layers create variables on first call and `tf.train.Checkpoint`
+  cannot restore into variables that do not exist yet, so this runs before
+  any restore.
+  """
+  images = tf.zeros([1, image_height, image_width, 3], tf.float32)
+  true_shapes = tf.constant([[image_height, image_width, 3]], tf.int32)
+  preprocessed, true_shapes = detection_model.preprocess(images, true_shapes)
+  detection_model.predict(preprocessed, true_shapes, training=False)
+
+
+def image_size_for_building(configs, dataset=None):
+  """(height, width) of a batch the model will see; used to build it."""
+  size = config_util.get_spatial_image_size(
+      config_util.get_image_resizer_config(configs['model']))
+  if size[0] > 0 and size[1] > 0:
+    return size[0], size[1]
+  if dataset is not None:
+    spec = dataset.element_spec[0][fields.InputDataFields.image]
+    if spec.shape[1] is not None and spec.shape[2] is not None:
+      return int(spec.shape[1]), int(spec.shape[2])
+  resizer = config_util.get_image_resizer_config(configs['model'])
+  if resizer.WhichOneof('image_resizer_oneof') == 'keep_aspect_ratio_resizer':
+    side = resizer.keep_aspect_ratio_resizer.min_dimension
+    return side, side
+  return 256, 256
+
+
+def restore_fine_tune_checkpoint(detection_model, checkpoint_path,
+                                 checkpoint_type):
+  """Restores weights from `train_config.fine_tune_checkpoint`.
+
+  Args:
+    detection_model: a built `DetectionModel`.
+    checkpoint_path: a checkpoint prefix (or a directory: its newest
+      checkpoint).
+    checkpoint_type: 'detection' (a whole od_meta detection model),
+      'feature_extractor' / 'classification' (only the feature extractor of
+      an od_meta detection checkpoint).
+
+  Raises:
+    ValueError: on an unknown type or a path with no checkpoint.
+  """
+  checkpoint_type = checkpoint_type or 'detection'
+  if checkpoint_type not in _FINE_TUNE_TYPES:
+    raise ValueError(
+        f'train_config.fine_tune_checkpoint_type {checkpoint_type!r} is not '
+        f'one of {", ".join(_FINE_TUNE_TYPES)}')
+  if tf.io.gfile.isdir(checkpoint_path):
+    latest = tf.train.latest_checkpoint(checkpoint_path)
+    if latest is None:
+      raise ValueError(f'train_config.fine_tune_checkpoint: no checkpoint in '
+                       f'directory {checkpoint_path}')
+    checkpoint_path = latest
+  if not tf.io.gfile.exists(checkpoint_path + '.index'):
+    raise ValueError(f'train_config.fine_tune_checkpoint: {checkpoint_path} '
+                     'is not a checkpoint (no .index file)')
+  restore_map = detection_model.restore_map(checkpoint_type)
+  if checkpoint_type == 'detection':
+    ckpt = tf.train.Checkpoint(**restore_map)
+  else:
+    ckpt = tf.train.Checkpoint(model=tf.train.Checkpoint(**restore_map))
+  status = ckpt.restore(checkpoint_path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  logging.info('Restored %s weights from %s', checkpoint_type,
+               checkpoint_path)
+
+
+def _save_pipeline_config(configs, model_dir):
+  """Writes model_dir/pipeline.config, keeping a differing earlier one."""
+  path = os.path.join(model_dir, config_util.PIPELINE_CONFIG_NAME)
+  text = config_util.config_to_text(
+      config_util.create_pipeline_proto_from_configs(configs))
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      if f.read() == text:
+        return
+    backup = f'{path}.{time.strftime("%Y%m%d-%H%M%S")}.bak'
+    tf.io.gfile.copy(path, backup)
+    logging.warning('model_dir has a different pipeline.config; the old one '
+                    'is kept as %s', backup)
+  config_util.save_pipeline_config(configs, model_dir, overwrite=True)
+
+
+def _format_eta(seconds):
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s'
+
+
+def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
+               checkpoint_every_n: Optional[int] = None,
+               record_summaries: bool = True, strategy=None,
+               log_every_n: int = 100, print_fn=print):
+  """Trains the model a pipeline config describes.
+
+  Args:
+    configs: dict from `config_util.get_configs_from_pipeline_file`.
+    model_dir: directory for checkpoints, summaries and pipeline.config.
+    num_train_steps: total steps (global step to reach); default
+      train_config.num_steps.
+    checkpoint_every_n: steps between checkpoints; default
+      train_config.checkpoint_every_n.
+    record_summaries: write TensorBoard summaries to model_dir/train.
+    strategy: a `tf.distribute.Strategy`; default `get_strategy()`.
+    log_every_n: steps between progress lines and scalar summaries.
+    print_fn: where progress lines go.
+
+  Returns:
+    a `TrainResult`.
+
+  Raises:
+    ValueError: if no number of steps is configured, or the loss becomes
+      NaN or infinite (the message gives the step).
+  """
+  train_config = configs['train_config']
+  num_train_steps = int(num_train_steps or train_config.num_steps)
+  if num_train_steps <= 0:
+    raise ValueError('set train_config.num_steps or --num_train_steps to a '
+                     'positive number of steps')
+  checkpoint_every_n = int(checkpoint_every_n or
+                           train_config.checkpoint_every_n or 1000)
+  strategy = strategy or distribute_utils.get_strategy()
+  tf.io.gfile.makedirs(model_dir)
+  _save_pipeline_config(configs, model_dir)
+
+  input_fn = build_input_fn(configs, is_training=True)
+  dataset = strategy.distribute_datasets_from_function(input_fn)
+  height, width = image_size_for_building(configs, input_fn(None))
+  with strategy.scope():
+    detection_model = model_builder.build(configs['model'], is_training=True)
+    optimizer, learning_rate = optimizer_builder.build(
+        train_config.optimizer,
+        global_clipnorm=train_config.gradient_clipping_by_norm or None)
+    build_model_variables(detection_model, height, width)
+    trainable = _trainable_variables(detection_model, train_config)
+    optimizer.build(trainable)
+    checkpoint = tf.train.Checkpoint(model=detection_model,
+                                     optimizer=optimizer)
+  manager = tf.train.CheckpointManager(
+      checkpoint, model_dir, max_to_keep=train_config.max_to_keep or 7,
+      step_counter=optimizer.iterations,
+      checkpoint_interval=checkpoint_every_n)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    print_fn(f'Resuming from {manager.latest_checkpoint} at step '
+             f'{int(optimizer.iterations.numpy())}')
+  elif train_config.fine_tune_checkpoint:
+    restore_fine_tune_checkpoint(detection_model,
+                                 train_config.fine_tune_checkpoint,
+                                 train_config.fine_tune_checkpoint_type)
+
+  num_replicas = strategy.num_replicas_in_sync
+  add_reg = train_config.add_regularization_loss
+
+  def step_fn(features, labels):
+    with tf.GradientTape() as tape:
+      losses = compute_losses(detection_model, features, labels,
+                              training=True, add_regularization_loss=add_reg)
+      scaled = losses['Loss/total_loss'] / num_replicas
+    gradients = tape.gradient(scaled, trainable)
+    optimizer.apply_gradients(zip(gradients, trainable))
+    return losses
+
+  @tf.function
+  def train_step(iterator):
+    per_replica = strategy.run(step_fn, args=next(iterator))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in per_replica.items()}
+
+  writer = (tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
+            if record_summaries else tf.summary.create_noop_writer())
+  iterator = iter(dataset)
+  start_step = int(optimizer.iterations.numpy())
+  losses = {}
+  loop_start = time.time()
+  window_start, window_step = loop_start, start_step
+  with writer.as_default():
+    step = start_step
+    while step < num_train_steps:
+      losses = train_step(iterator)
+      step = int(optimizer.iterations.numpy())
+      if step % log_every_n == 0 or step == num_train_steps:
+        values = {k: float(v.numpy()) for k, v in losses.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+          raise ValueError(f'the loss became NaN or infinite at step {step}: '
+                           f'{values}')
+        now = time.time()
+        steps_per_sec = (step - window_step) / max(now - window_start, 1e-9)
+        window_start, window_step = now, step
+        lr = float(learning_rate(step))
+        for name, value in values.items():
+          tf.summary.scalar(name, value, step=step)
+        tf.summary.scalar('learning_rate', lr, step=step)
+        tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
+        eta = (num_train_steps - step) / max(steps_per_sec, 1e-9)
+        terms = ' '.join(f'{k.split("/")[-1].replace("_loss", "")}='
+                         f'{v:.4f}' for k, v in values.items()
+                         if k != 'Loss/total_loss')
+        print_fn(f'step {step}/{num_train_steps} loss={values["Loss/total_loss"]:.4f} '
+                 f'({terms}) lr={lr:.3g} {steps_per_sec:.2f} steps/s '
+                 f'ETA {_format_eta(eta)}')
+      manager.save(checkpoint_number=step)
+  wall = time.time() - loop_start
+  path = manager.save(checkpoint_number=int(optimizer.iterations.numpy()),
+                      check_interval=False) or manager.latest_checkpoint
+  writer.flush()
+  return TrainResult(
+      final_step=int(optimizer.iterations.numpy()), checkpoint_path=path,
+      final_losses={k: float(v.numpy()) for k, v in losses.items()},
+      wall_time_s=wall, steps_run=int(optimizer.iterations.numpy()) -
+      start_step)
+
+
+def _trainable_variables(detection_model, train_config):
+  """The variables to train, honouring freeze / update patterns (regex)."""
+  import re  # pylint: disable=g-import-not-at-top
+  variables = detection_model.trainable_variables
+  if train_config.update_trainable_variables:
+    patterns = [re.compile(p) for p in train_config.update_trainable_variables]
+    variables = [v for v in variables
+                 if any(p.search(v.path) for p in patterns)]
+  if train_config.freeze_variables:
+    patterns = [re.compile(p) for p in train_config.freeze_variables]
+    variables = [v for v in variables
+                 if not any(p.search(v.path) for p in patterns)]
+  if not variables:
+    raise ValueError('no trainable variables left after freeze_variables / '
+                     'update_trainable_variables')
+  return variables
