@@ -24,9 +24,11 @@ import abc
 import tensorflow as tf
 
 from od_meta.core import standard_fields as fields
+from od_meta.utils import keras_tracking
 
 
-class DetectionModel(tf.keras.layers.Layer, metaclass=abc.ABCMeta):
+class DetectionModel(keras_tracking.CheckpointTrackedCollections,
+                     tf.keras.layers.Layer, metaclass=abc.ABCMeta):
   """Abstract base class of od_meta's detection meta-architectures.
 
   Subclasses are Keras layers so that their variables are tracked by

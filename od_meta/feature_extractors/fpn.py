@@ -28,6 +28,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
+from od_meta.utils import keras_tracking
 
 
 def upsample_nearest_2x_to(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -48,7 +49,8 @@ def upsample_nearest_2x_to(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
   return up
 
 
-class FeaturePyramidNetwork(tf.keras.layers.Layer):
+class FeaturePyramidNetwork(keras_tracking.CheckpointTrackedCollections,
+                            tf.keras.layers.Layer):
   """FPN neck: {level: C_level} -> {level: P_level} for min..max level.
 
   Args:

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
 from od_meta.feature_extractors import fpn as fpn_lib
+from od_meta.utils import keras_tracking
 
 _KERAS_WEIGHTS = (None, 'imagenet')
 
@@ -42,6 +43,27 @@ def keras_application_weights(weights):
     None or 'imagenet'.
   """
   return weights if weights in _KERAS_WEIGHTS else None
+
+
+def configure_backbone_batch_norm(backbone: tf.keras.Model,
+                                  hyperparams: hyperparams_lib.ConvHyperparams):
+  """Gives a keras.applications backbone's batch norms the config's settings.
+
+  keras.applications builds MobileNetV2's batch norms with momentum 0.999
+  (ResNet 0.99): trained from scratch for a few thousand steps, their moving
+  statistics would still be dominated by the initial values and evaluation
+  (inference-mode batch norm) would fail. As the TF OD API does with
+  `conv_hyperparams`, the backbone's batch norms take the config's decay
+  (momentum) and epsilon.
+
+  Args:
+    backbone: the functional backbone model.
+    hyperparams: the extractor's ConvHyperparams.
+  """
+  for layer in backbone.layers:
+    if isinstance(layer, tf.keras.layers.BatchNormalization):
+      layer.momentum = hyperparams.batch_norm_momentum
+      layer.epsilon = hyperparams.batch_norm_epsilon
 
 
 def layer_strides(model: tf.keras.Model, layer_names: Sequence[str],
@@ -103,7 +125,8 @@ def pad_to_multiple(images: tf.Tensor, multiple: int) -> tf.Tensor:
   return padded
 
 
-class SSDFeatureExtractor(tf.keras.Model):
+class SSDFeatureExtractor(keras_tracking.CheckpointTrackedCollections,
+                          tf.keras.Model):
   """Base SSD feature extractor (Keras model).
 
   Subclasses implement `preprocess`, `_extract_features` and
@@ -165,6 +188,39 @@ class SSDFeatureExtractor(tf.keras.Model):
   def depth_fn(self, depth: int) -> int:
     """Returns `max(int(depth * depth_multiplier), min_depth)` (OD API)."""
     return max(int(depth * self._depth_multiplier), self._min_depth)
+
+  def restore_backbone_weights(self):
+    """Loads `weights` into the backbone when it names a file.
+
+    `weights` may be a Keras weights file of the backbone (`.h5` /
+    `.weights.h5`, e.g. saved with `backbone.save_weights`) or a TF
+    checkpoint written as `tf.train.Checkpoint(model=backbone)`. None and
+    'imagenet' were handled by keras.applications at construction.
+
+    Returns:
+      True when weights were loaded.
+
+    Raises:
+      ValueError: if the path does not exist or the backbone has no such
+        weights (the message names the path).
+    """
+    path = self.backbone_weights
+    if path in _KERAS_WEIGHTS:
+      return False
+    backbone = getattr(self, '_backbone', None)
+    if backbone is None:
+      raise ValueError(f'{type(self).__name__} cannot load weights {path!r}')
+    if path.endswith('.h5'):
+      if not tf.io.gfile.exists(path):
+        raise ValueError(f'feature_extractor.weights: no file {path}')
+      backbone.load_weights(path)
+      return True
+    if not tf.io.gfile.exists(path + '.index'):
+      raise ValueError(f'feature_extractor.weights: {path} is neither a .h5 '
+                       'weights file nor a TF checkpoint prefix')
+    status = tf.train.Checkpoint(model=backbone).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+    return True
 
   # --- contract --------------------------------------------------------------
 
@@ -290,6 +346,7 @@ class SSDFpnFeatureExtractorBase(SSDFeatureExtractor):
         base_model.inputs,
         [base_model.get_layer(n).output for n in names],
         name=f'{base_model.name}_backbone')
+    configure_backbone_batch_norm(self._backbone, self.conv_hyperparams)
     self._fpn = fpn_lib.FeaturePyramidNetwork(
         min_level=min_level, max_level=max_level,
         depth=self.depth_fn(additional_layer_depth),

@@ -111,6 +111,8 @@ class SSDMobileNetV2FeatureExtractor(
     self._backbone = tf.keras.Model(
         base.inputs, [base.get_layer(n).output for n in layer_names],
         name='mobilenet_v2_backbone')
+    ssd_feature_extractor.configure_backbone_batch_norm(
+        self._backbone, self.conv_hyperparams)
 
     hp = self.conv_hyperparams
     self._extra_layers = []

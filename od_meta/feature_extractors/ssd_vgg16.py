@@ -138,6 +138,8 @@ class SSDVgg16FeatureExtractor(ssd_feature_extractor.SSDFeatureExtractor):
         base.inputs, [base.get_layer('block4_conv3').output,
                       base.get_layer('block5_conv3').output],
         name='vgg16_backbone')
+    ssd_feature_extractor.configure_backbone_batch_norm(
+        self._backbone, self.conv_hyperparams)
     self._l2_norm = L2Normalization(scale_init=l2_norm_scale_init,
                                     name='conv4_3_norm')
     hp = self.conv_hyperparams

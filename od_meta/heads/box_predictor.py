@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
 from od_meta.utils import shape_utils
+from od_meta.utils import keras_tracking
 
 BOX_ENCODINGS = 'box_encodings'
 CLASS_PREDICTIONS_WITH_BACKGROUND = 'class_predictions_with_background'
@@ -98,7 +99,8 @@ def _validate_common(num_class_slots, num_predictions_per_location_list,
   return counts
 
 
-class ConvolutionalBoxPredictor(tf.keras.layers.Layer):
+class ConvolutionalBoxPredictor(keras_tracking.CheckpointTrackedCollections,
+                                tf.keras.layers.Layer):
   """SSD box predictor: separate conv heads on each feature map.
 
   Per feature map i (TF OD API ConvolutionalBoxPredictor):
@@ -253,7 +255,8 @@ def _check_feature_maps_shapes(shapes, expected, owner):
                        f'shape {shape}')
 
 
-class WeightSharedConvolutionalBoxPredictor(tf.keras.layers.Layer):
+class WeightSharedConvolutionalBoxPredictor(
+    keras_tracking.CheckpointTrackedCollections, tf.keras.layers.Layer):
   """RetinaNet box predictor: conv towers and heads shared across levels.
 
   For every feature map (TF OD API WeightSharedConvolutionalBoxPredictor):

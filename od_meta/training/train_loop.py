@@ -284,6 +284,11 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
     restore_fine_tune_checkpoint(detection_model,
                                  train_config.fine_tune_checkpoint,
                                  train_config.fine_tune_checkpoint_type)
+  else:
+    extractor = getattr(detection_model, 'feature_extractor', None)
+    if hasattr(extractor, 'restore_backbone_weights'):
+      if extractor.restore_backbone_weights():
+        print_fn(f'Loaded backbone weights from {extractor.backbone_weights}')
 
   num_replicas = strategy.num_replicas_in_sync
   add_reg = train_config.add_regularization_loss

@@ -1,0 +1,76 @@
+"""Puts Keras 3 layers kept in Python lists or dicts into TF checkpoints.
+
+Keras 3 tracks `self.layers_list = [...]` (and dicts) with its own
+`TrackedList` / `TrackedDict`, which `tf.train.Checkpoint` does not follow:
+the variables of such layers would silently be left out of checkpoints (and
+a restore would leave them at their initial values). Mixing
+`CheckpointTrackedCollections` into a layer class, before the Keras base
+class, adds every such collection that holds trackable objects to the
+layer's checkpoint dependencies under its attribute name (as a TF
+`ListWrapper` / `_DictWrapper`, whose children are named by index / key), so
+object-based checkpoints save and restore them like TF-Keras 2 did.
+"""
+
+import weakref
+
+import tensorflow as tf
+from tensorflow.python.trackable import data_structures  # pylint: disable=g-direct-tensorflow-import
+
+_SKIP = ('_inbound_nodes', '_outbound_nodes', '_losses', '_loss_ids',
+         '_losses_override', '_build_shapes_dict', 'call_signature_parameters',
+         '_call_context_args', '_call_has_context_arg')
+
+
+def _holds_trackables(value):
+  if isinstance(value, dict):
+    return any(_holds_trackables(v) for v in value.values())
+  if isinstance(value, (list, tuple)):
+    return any(_holds_trackables(v) for v in value)
+  return isinstance(value, tf.__internal__.tracking.Trackable)
+
+
+def _plain(value):
+  """Copies Keras tracked containers into plain Python ones, recursively."""
+  if isinstance(value, dict):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
+def _signature(value):
+  """Identity of a container's contents (to reuse its wrapper)."""
+  if isinstance(value, dict):
+    return tuple((str(k), _signature(v)) for k, v in value.items())
+  if isinstance(value, (list, tuple)):
+    return tuple(_signature(v) for v in value)
+  return id(value)
+
+
+# layer -> {attribute: (signature, wrapper)}. The checkpoint machinery asks
+# for a layer's children several times per save and matches them by object
+# identity, so each collection must map to the same wrapper every time.
+_WRAPPERS = weakref.WeakKeyDictionary()
+
+
+class CheckpointTrackedCollections:
+  """Mixin: checkpoint the layers held in list / dict attributes."""
+
+  def _trackable_children(self, save_type='checkpoint', **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type != 'checkpoint':
+      return children
+    for name in list(getattr(self, '_tracked', ())):
+      if name in children or name in _SKIP:
+        continue
+      value = getattr(self, name, None)
+      if not (isinstance(value, (list, tuple, dict)) and
+              _holds_trackables(value)):
+        continue
+      cache = _WRAPPERS.setdefault(self, {})
+      signature = _signature(value)
+      if name not in cache or cache[name][0] != signature:
+        cache[name] = (signature,
+                       data_structures.wrap_or_unwrap(_plain(value)))
+      children[name] = cache[name][1]
+    return children
