@@ -125,8 +125,16 @@ def build(ssd_config, *, is_training):
                           not ssd_config.encode_background_as_zeros)
   num_class_slots = ssd_config.num_classes + (1 if add_background_class else
                                               0)
+  predictor_config = _required(ssd_config, 'box_predictor')
+  kind = predictor_config.WhichOneof('box_predictor_oneof')
+  code_size = getattr(getattr(predictor_config, kind), 'box_code_size',
+                      None) if kind else None
+  if code_size is not None and code_size != box_coder.code_size:
+    raise ValueError(
+        f'ssd.box_predictor.{kind}.box_code_size is {code_size} but the box '
+        f'coder encodes {box_coder.code_size} values per box')
   predictor = box_predictor_builder.build(
-      _required(ssd_config, 'box_predictor'),
+      predictor_config,
       num_class_slots=num_class_slots,
       num_predictions_per_location_list=(
           anchor_generator.num_anchors_per_location()))

@@ -245,8 +245,10 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
     a `TrainResult`.
 
   Raises:
-    ValueError: if no number of steps is configured, or the loss becomes
-      NaN or infinite (the message gives the step).
+    ValueError: if no number of steps is configured, checkpoint_every_n or
+      log_every_n is < 1, or the loss becomes NaN or infinite (checked at
+      every step, before any checkpoint of that step; the message gives the
+      step).
   """
   train_config = configs['train_config']
   num_train_steps = int(num_train_steps or train_config.num_steps)
@@ -255,6 +257,9 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
                      'positive number of steps')
   checkpoint_every_n = int(checkpoint_every_n or
                            train_config.checkpoint_every_n or 1000)
+  if checkpoint_every_n < 1 or int(log_every_n) < 1:
+    raise ValueError(f'checkpoint_every_n ({checkpoint_every_n}) and '
+                     f'log_every_n ({log_every_n}) must be >= 1')
   strategy = strategy or distribute_utils.get_strategy()
   tf.io.gfile.makedirs(model_dir)
   _save_pipeline_config(configs, model_dir)
@@ -320,7 +325,10 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
     while step < num_train_steps:
       losses = train_step(iterator)
       step = int(optimizer.iterations.numpy())
-      if step % log_every_n == 0 or step == num_train_steps:
+      # The total loss is checked at every step (the step counter is read
+      # anyway), so that no NaN weights are ever checkpointed.
+      finite = math.isfinite(float(losses['Loss/total_loss'].numpy()))
+      if not finite or step % log_every_n == 0 or step == num_train_steps:
         values = {k: float(v.numpy()) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
           raise ValueError(f'the loss became NaN or infinite at step {step}: '
@@ -340,16 +348,18 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
         print_fn(f'step {step}/{num_train_steps} loss={values["Loss/total_loss"]:.4f} '
                  f'({terms}) lr={lr:.3g} {steps_per_sec:.2f} steps/s '
                  f'ETA {_format_eta(eta)}')
-      manager.save(checkpoint_number=step)
+      if step % checkpoint_every_n == 0:
+        manager.save(checkpoint_number=step, check_interval=False)
   wall = time.time() - loop_start
-  path = manager.save(checkpoint_number=int(optimizer.iterations.numpy()),
-                      check_interval=False) or manager.latest_checkpoint
+  final_step = int(optimizer.iterations.numpy())
+  path = manager.latest_checkpoint
+  if path is None or not path.endswith(f'-{final_step}'):
+    path = manager.save(checkpoint_number=final_step, check_interval=False)
   writer.flush()
   return TrainResult(
-      final_step=int(optimizer.iterations.numpy()), checkpoint_path=path,
+      final_step=final_step, checkpoint_path=path,
       final_losses={k: float(v.numpy()) for k, v in losses.items()},
-      wall_time_s=wall, steps_run=int(optimizer.iterations.numpy()) -
-      start_step)
+      wall_time_s=wall, steps_run=final_step - start_step)
 
 
 def _trainable_variables(detection_model, train_config):
