@@ -102,7 +102,10 @@ def main(argv):
     eval_loop.evaluate_checkpoint(configs, latest, FLAGS.model_dir)
     return 0
 
-  strategy = distribute_utils.get_strategy(FLAGS.strategy)
+  try:
+    strategy = distribute_utils.get_strategy(FLAGS.strategy)
+  except ValueError as e:
+    raise app.UsageError(f'--strategy: {e}') from e
   print(f'Training under {type(strategy).__name__} with '
         f'{strategy.num_replicas_in_sync} replica(s)')
   result = train_loop.train_loop(

@@ -18,6 +18,7 @@ continuous evaluation does.
 import json
 import os
 import time
+import weakref
 
 from absl import logging
 import numpy as np
@@ -54,17 +55,25 @@ def categories_from_config(configs, input_config=None):
   return [{'id': i + 1, 'name': str(i)} for i in range(num_classes)]
 
 
+# model -> its traced eval step, so continuous evaluation of many checkpoints
+# traces once.
+_EVAL_STEPS = weakref.WeakKeyDictionary()
+
+
 def _eval_step_fn(detection_model):
+  """The model's eval step: losses and detections from one forward pass."""
+  if detection_model in _EVAL_STEPS:
+    return _EVAL_STEPS[detection_model]
+
   @tf.function
   def eval_step(features, labels):
-    losses = train_loop.compute_losses(detection_model, features, labels,
-                                       training=False)
-    preprocessed, true_shapes = detection_model.preprocess(
-        features[_INPUT.image], features[_INPUT.true_image_shape])
-    predictions = detection_model.predict(preprocessed, true_shapes,
-                                          training=False)
+    losses, predictions, true_shapes = train_loop.compute_losses(
+        detection_model, features, labels, training=False,
+        return_predictions=True)
     detections = detection_model.postprocess(predictions, true_shapes)
     return losses, detections
+
+  _EVAL_STEPS[detection_model] = eval_step
   return eval_step
 
 

@@ -36,6 +36,8 @@ def num_workers_in_tf_config(tf_config=None):
     config = json.loads(text)
   except json.JSONDecodeError as e:
     raise ValueError(f'TF_CONFIG is not valid JSON: {e}') from e
+  if not isinstance(config, dict):
+    raise ValueError('TF_CONFIG must be a JSON object with a "cluster" key')
   cluster = config.get('cluster', {})
   return len(cluster.get('worker', [])) + len(cluster.get('chief', []))
 

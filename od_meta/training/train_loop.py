@@ -53,7 +53,7 @@ class TrainResult:
 
 
 def compute_losses(detection_model, features, labels, *, training,
-                   add_regularization_loss=True):
+                   add_regularization_loss=True, return_predictions=False):
   """Runs the model on a batch and returns its loss dict.
 
   Args:
@@ -64,10 +64,14 @@ def compute_losses(detection_model, features, labels, *, training,
     training: bool, run the network in training mode.
     add_regularization_loss: add the Keras layers' weight-decay losses as
       'Loss/regularization_loss'.
+    return_predictions: also return the prediction dict and true image
+      shapes, so evaluation can postprocess them without a second forward
+      pass.
 
   Returns:
     dict of float32 scalars: the model's 'Loss/...' terms and
-    'Loss/total_loss'.
+    'Loss/total_loss'; with `return_predictions`, the tuple
+    `(losses, prediction_dict, true_image_shapes)`.
   """
   detection_model.provide_groundtruth(
       **inputs.provide_groundtruth_kwargs(labels))
@@ -83,6 +87,8 @@ def compute_losses(detection_model, features, labels, *, training,
       losses['Loss/regularization_loss'] = tf.add_n(
           [tf.cast(r, tf.float32) for r in regularization])
   losses['Loss/total_loss'] = tf.add_n(list(losses.values()))
+  if return_predictions:
+    return losses, prediction_dict, true_shapes
   return losses
 
 
