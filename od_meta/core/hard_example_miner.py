@@ -127,6 +127,12 @@ class HardExampleMiner:
                          f'decoded_boxlist_list {num_images}.')
     else:
       match_list = [None] * num_images
+    if self._iou_threshold >= 1.0 and num_images:
+      # No box can have IoU > 1 with another, so NMS keeps everything: the
+      # selection is the top-k anchors by loss, computed for the whole batch
+      # at once (the per-image NMS loop costs more than the network on CPU).
+      return self._mine_without_nms(location_losses, cls_losses,
+                                    match_list)
     location_losses = tf.unstack(location_losses, num=num_images)
     cls_losses = tf.unstack(cls_losses, num=num_images)
 
@@ -166,6 +172,53 @@ class HardExampleMiner:
       self._num_negatives_list = num_negatives_list
     return (tf.convert_to_tensor(location_loss, tf.float32),
             tf.convert_to_tensor(cls_loss, tf.float32))
+
+  def _ranking_losses(self, location_losses, cls_losses):
+    if self._loss_type == 'cls':
+      return cls_losses
+    if self._loss_type == 'loc':
+      return location_losses
+    return (cls_losses * self._cls_loss_weight +
+            location_losses * self._loc_loss_weight)
+
+  def _mine_without_nms(self, location_losses, cls_losses, match_list):
+    """Batched mining when `iou_threshold >= 1` (no duplicate removal).
+
+    Same selection as the per-image path: anchors ranked by decreasing
+    loss, the first `num_hard_examples` kept, then the negatives capped to
+    `max(min_negatives_per_image, max_negatives_per_positive * num_pos)`.
+    """
+    num_anchors = tf.shape(cls_losses)[1]
+    k = num_anchors
+    if self._num_hard_examples is not None:
+      k = tf.minimum(num_anchors, self._num_hard_examples)
+    _, order = tf.math.top_k(
+        self._ranking_losses(location_losses, cls_losses), k=k)
+    keep = tf.ones_like(order, tf.float32)
+    if self._max_negatives_per_positive is not None and all(
+        m is not None for m in match_list):
+      matches = tf.stack([_match_results(m) for m in match_list])
+      ranked = tf.gather(matches, order, batch_dims=1)
+      positives = ranked >= 0
+      negatives = tf.equal(ranked, -1)
+      num_positives = tf.reduce_sum(tf.cast(positives, tf.int32), axis=1)
+      max_negatives = tf.maximum(
+          self._min_negatives_per_image,
+          tf.cast(self._max_negatives_per_positive *
+                  tf.cast(num_positives, tf.float32), tf.int32))
+      negative_rank = tf.cumsum(tf.cast(negatives, tf.int32), axis=1)
+      kept_negatives = tf.logical_and(
+          negatives, negative_rank <= max_negatives[:, tf.newaxis])
+      keep = tf.cast(tf.logical_or(positives, kept_negatives), tf.float32)
+      num_negatives = tf.reduce_sum(tf.cast(kept_negatives, tf.int32), axis=1)
+      self._num_positives_list = tf.unstack(num_positives,
+                                            num=len(match_list))
+      self._num_negatives_list = tf.unstack(num_negatives,
+                                            num=len(match_list))
+    location_loss = tf.reduce_sum(
+        tf.gather(location_losses, order, batch_dims=1) * keep)
+    cls_loss = tf.reduce_sum(tf.gather(cls_losses, order, batch_dims=1) * keep)
+    return location_loss, cls_loss
 
   def _subsample_to_neg_pos_ratio(self, indices, match_results):
     """Keeps all selected positives and the first `max_neg` negatives.

@@ -29,6 +29,7 @@ from od_meta.core import box_list
 from od_meta.core import model
 from od_meta.core import standard_fields as fields
 from od_meta.core import target_assigner as target_assigner_lib
+from od_meta.meta_architectures import image_frames
 from od_meta.utils import shape_utils
 
 
@@ -162,7 +163,7 @@ class SSDMetaArch(model.DetectionModel):
           f'shape {inputs.shape}')
     inputs = tf.cast(inputs, tf.float32)
     if true_image_shapes is None:
-      resized, true_image_shapes = _resize_batch(inputs,
+      resized, true_image_shapes = image_frames.resize_batch(inputs,
                                                  self._image_resizer_fn)
     else:
       resized = inputs
@@ -281,13 +282,13 @@ class SSDMetaArch(model.DetectionModel):
         prediction_dict['class_predictions_with_background'])
     if self._add_background_class:
       scores = scores[:, :, 1:]
-    window = _true_window(prediction_dict['preprocessed_inputs'],
+    window = image_frames.true_window(prediction_dict['preprocessed_inputs'],
                           true_image_shapes)
     result = self._non_max_suppression_fn(
         decoded[:, :, tf.newaxis, :], scores, clip_window=window,
         change_coordinate_frame=True,
         additional_fields={'multiclass_scores': scores})
-    raw_boxes = _to_window_frame(decoded, window)
+    raw_boxes = image_frames.to_window_frame(decoded, window)
     return {
         fields.DetectionResultFields.detection_boxes: result.nmsed_boxes,
         fields.DetectionResultFields.detection_scores: result.nmsed_scores,
@@ -314,7 +315,7 @@ class SSDMetaArch(model.DetectionModel):
     boxes_list = self.groundtruth_lists(fields.BoxListFields.boxes)
     classes_list = self.groundtruth_lists(fields.BoxListFields.classes)
     weights_list = self.groundtruth_lists(fields.BoxListFields.weights)
-    scale = _window_scale(preprocessed_inputs, true_image_shapes)
+    scale = image_frames.window_scale(preprocessed_inputs, true_image_shapes)
     boxlists, class_targets = [], []
     for i, (boxes, classes) in enumerate(zip(boxes_list, classes_list)):
       boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
@@ -330,38 +331,3 @@ class SSDMetaArch(model.DetectionModel):
       class_targets.append(one_hot)
     weights = [tf.cast(tf.reshape(w, [-1]), tf.float32) for w in weights_list]
     return boxlists, class_targets, weights
-
-
-def _resize_batch(images, image_resizer_fn):
-  """Resizes each image of a batch; returns images and true shapes."""
-  if images.shape[0] == 1:
-    resized, true_shape = image_resizer_fn(images[0])
-    return resized[tf.newaxis], tf.reshape(true_shape, [1, 3])
-  resized, true_shapes = tf.map_fn(
-      image_resizer_fn, images,
-      fn_output_signature=(tf.TensorSpec(None, tf.float32),
-                           tf.TensorSpec([3], tf.int32)))
-  return resized, true_shapes
-
-
-def _window_scale(preprocessed_inputs, true_image_shapes):
-  """float32 `[B, 2]`: (true height / padded height, true w / padded w)."""
-  shape = tf.shape(preprocessed_inputs)
-  padded = tf.cast(tf.stack([shape[1], shape[2]]), tf.float32)
-  true_hw = tf.cast(true_image_shapes[:, :2], tf.float32)
-  return true_hw / padded
-
-
-def _true_window(preprocessed_inputs, true_image_shapes):
-  """float32 `[B, 4]` clip windows `[0, 0, h/H, w/W]` in the padded frame."""
-  scale = _window_scale(preprocessed_inputs, true_image_shapes)
-  zeros = tf.zeros_like(scale)
-  return tf.concat([zeros, scale], axis=1)
-
-
-def _to_window_frame(boxes, window):
-  """Maps `[B, A, 4]` padded-frame boxes to the frame of each window."""
-  origin = tf.tile(window[:, tf.newaxis, :2], [1, 1, 2])
-  size = tf.tile(window[:, tf.newaxis, 2:] - window[:, tf.newaxis, :2],
-                 [1, 1, 2])
-  return (boxes - origin) / size

@@ -108,3 +108,33 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match='location_losses'):
     miner(np.zeros([2, 6], np.float32), np.zeros([2, 6], np.float32),
           [box_list.BoxList(BOXES)])
+
+
+def test_batched_path_without_nms_matches_per_image_nms_path():
+  # iou_threshold 1.0 takes the batched top-k path; on pairwise-disjoint
+  # boxes NMS at 0.5 suppresses nothing, so the per-image NMS path must
+  # select the same anchors and give the same sums and mining statistics.
+  rng = np.random.default_rng(0)
+  batch, num_anchors = 3, 40
+  x = np.arange(num_anchors, dtype=np.float32) * 2.0
+  boxes = np.stack([np.zeros_like(x), x, np.ones_like(x), x + 1.0], axis=1)
+  cls = rng.uniform(0, 5, (batch, num_anchors)).astype(np.float32)
+  loc = rng.uniform(0, 1, (batch, num_anchors)).astype(np.float32)
+  matches = rng.choice([-2, -1, -1, -1, 0, 1], (batch, num_anchors))
+  matches[2] = np.where(matches[2] >= 0, -1, matches[2])  # no positives
+  results = []
+  for iou in (1.0, 0.5):
+    miner = hard_example_miner.HardExampleMiner(
+        num_hard_examples=25, iou_threshold=iou, loss_type='both',
+        cls_loss_weight=1.0, loc_loss_weight=0.5,
+        max_negatives_per_positive=2, min_negatives_per_image=3)
+    loc_loss, cls_loss = miner(
+        loc, cls, [box_list.BoxList(tf.constant(boxes))] * batch,
+        [matcher.Match(tf.constant(m, tf.int32)) for m in matches])
+    stats = miner.summarize()
+    results.append((float(loc_loss), float(cls_loss),
+                    float(stats['HardExampleMiner/NumPositives']),
+                    float(stats['HardExampleMiner/NumNegatives'])))
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+  # Image 2 has no positives: exactly min_negatives_per_image negatives.
+  assert results[0][3] > 0
