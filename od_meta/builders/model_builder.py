@@ -6,13 +6,17 @@ fields to the constructor arguments.
 """
 
 from od_meta.builders import builder_utils
+from od_meta.builders import center_net_builder
 from od_meta.builders import ssd_builder
+from od_meta.builders import ttfnet_builder
 from od_meta.protos import model_pb2
 
 # oneof field -> function(config, is_training) -> DetectionModel.
 # Grows as the meta-architectures land.
 META_ARCHITECTURE_BUILDERS = {
     'ssd': ssd_builder.build,
+    'center_net': center_net_builder.build,
+    'ttfnet': ttfnet_builder.build,
 }
 
 

@@ -55,6 +55,64 @@ def categories_from_config(configs, input_config=None):
   return [{'id': i + 1, 'name': str(i)} for i in range(num_classes)]
 
 
+def keypoint_configs_from_config(configs, input_config=None):
+  """Keypoint evaluator settings from `eval_config.parameterized_metric`.
+
+  Each `coco_keypoint_metrics { class_label: "person"
+  keypoint_label_to_sigmas { key: "nose" value: 0.026 } ... }` names a
+  label-map item; its keypoints (`keypoints { id: 0 label: "nose" }`, ordered
+  by id) and their OKS sigmas form one evaluator. An empty class_label means
+  every label-map item that lists keypoints (one evaluator per class), as for
+  the embedded digits, whose ten classes all carry the same 5 keypoints.
+
+  Returns:
+    list of dicts for `coco_evaluation.get_evaluators(keypoint_config=...)`
+    (empty when the config has no coco_keypoint_metrics).
+
+  Raises:
+    ValueError: naming the field, when the eval input has no label map, the
+      class has no keypoints, or a keypoint has no sigma (and K != 17).
+  """
+  metrics = [m.coco_keypoint_metrics
+             for m in configs['eval_config'].parameterized_metric
+             if m.HasField('coco_keypoint_metrics')]
+  if not metrics:
+    return []
+  if input_config is None and configs.get('eval_input_configs'):
+    input_config = configs['eval_input_configs'][0]
+  if input_config is None or not input_config.label_map_path:
+    raise ValueError('eval_config.parameterized_metric.coco_keypoint_metrics '
+                     'needs eval_input_reader.label_map_path (its items list '
+                     'the keypoints)')
+  path = input_config.label_map_path
+  num_classes = config_util.get_number_of_classes(configs['model'])
+  items = [i for i in label_map_util.load_labelmap(path)
+           if int(i['id']) <= num_classes]
+  result = []
+  for metric in metrics:
+    chosen = [i for i in items if i.get('keypoints') and (
+        not metric.class_label or i.get('name') == metric.class_label)]
+    if not chosen:
+      raise ValueError(
+          f'{path}: no label-map item with keypoints named '
+          f'{metric.class_label!r} (eval_config.parameterized_metric.'
+          'coco_keypoint_metrics.class_label)')
+    for item in chosen:
+      keypoints = sorted(item['keypoints'], key=lambda k: int(k['id']))
+      names = [k.get('label', str(k['id'])) for k in keypoints]
+      sigmas = dict(metric.keypoint_label_to_sigmas)
+      missing = [n for n in names if n not in sigmas]
+      config = {'category_id': int(item['id']), 'keypoint_names': names}
+      if missing and len(names) != 17:
+        raise ValueError(
+            'eval_config.parameterized_metric.coco_keypoint_metrics.'
+            f'keypoint_label_to_sigmas has no sigma for {missing}')
+      if not missing:
+        config['keypoint_sigmas'] = [sigmas[n] for n in names]
+      result.append(config)
+  return result
+
+
 # model -> its traced eval step, so continuous evaluation of many checkpoints
 # traces once.
 _EVAL_STEPS = weakref.WeakKeyDictionary()
@@ -219,10 +277,12 @@ def evaluate_checkpoint(configs, checkpoint_path, model_dir, *,
     summary_writer = tf.summary.create_file_writer(
         os.path.join(model_dir, 'eval'))
   start = time.time()
-  metrics = evaluate_model(detection_model, input_fn(None),
-                           categories=categories_from_config(configs),
-                           eval_config=configs['eval_config'], step=step,
-                           summary_writer=summary_writer)
+  metrics = evaluate_model(
+      detection_model, input_fn(None),
+      categories=categories_from_config(configs),
+      eval_config=configs['eval_config'], step=step,
+      summary_writer=summary_writer,
+      keypoint_config=keypoint_configs_from_config(configs) or None)
   append_metrics(model_dir, step, metrics)
   print_fn(f'Evaluation of {checkpoint_path} (step {step}, '
            f'{time.time() - start:.1f}s):')

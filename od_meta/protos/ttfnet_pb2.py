@@ -27,7 +27,7 @@ from od_meta.protos import image_resizer_pb2 as od__meta_dot_protos_dot_image__r
 from od_meta.protos import losses_pb2 as od__meta_dot_protos_dot_losses__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bod_meta/protos/ttfnet.proto\x12\x0eod_meta.protos\x1a\x1fod_meta/protos/center_net.proto\x1a\"od_meta/protos/image_resizer.proto\x1a\x1bod_meta/protos/losses.proto\"\xd1\x04\n\x06TtfNet\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x44\n\x11\x66\x65\x61ture_extractor\x18\x02 \x01(\x0b\x32).od_meta.protos.CenterNetFeatureExtractor\x12\x33\n\rimage_resizer\x18\x03 \x01(\x0b\x32\x1c.od_meta.protos.ImageResizer\x12\x13\n\x05\x61lpha\x18\x04 \x01(\x02:\x04\x30.54\x12\x12\n\x04\x62\x65ta\x18\x05 \x01(\x02:\x04\x30.54\x12\x1c\n\x10regression_scale\x18\x06 \x01(\x02:\x02\x31\x36\x12#\n\x18localization_loss_weight\x18\x07 \x01(\x02:\x01\x31\x12!\n\x16regression_loss_weight\x18\x08 \x01(\x02:\x01\x35\x12?\n\x13\x63lassification_loss\x18\t \x01(\x0b\x32\".od_meta.protos.ClassificationLoss\x12;\n\x11localization_loss\x18\n \x01(\x0b\x32 .od_meta.protos.LocalizationLoss\x12 \n\x11heatmap_bias_init\x18\x0b \x01(\x02:\x05-2.19\x12 \n\x13max_box_predictions\x18\x0c \x01(\x05:\x03\x31\x30\x30\x12$\n\x19peak_max_pool_kernel_size\x18\r \x01(\x05:\x01\x33\x12\x1d\n\x0fscore_threshold\x18\x0e \x01(\x02:\x04\x30.01\x12!\n\x13use_log_area_weight\x18\x0f \x01(\x08:\x04true')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bod_meta/protos/ttfnet.proto\x12\x0eod_meta.protos\x1a\x1fod_meta/protos/center_net.proto\x1a\"od_meta/protos/image_resizer.proto\x1a\x1bod_meta/protos/losses.proto\"\xec\x04\n\x06TtfNet\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x44\n\x11\x66\x65\x61ture_extractor\x18\x02 \x01(\x0b\x32).od_meta.protos.CenterNetFeatureExtractor\x12\x33\n\rimage_resizer\x18\x03 \x01(\x0b\x32\x1c.od_meta.protos.ImageResizer\x12\x13\n\x05\x61lpha\x18\x04 \x01(\x02:\x04\x30.54\x12\x12\n\x04\x62\x65ta\x18\x05 \x01(\x02:\x04\x30.54\x12\x1c\n\x10regression_scale\x18\x06 \x01(\x02:\x02\x31\x36\x12#\n\x18localization_loss_weight\x18\x07 \x01(\x02:\x01\x31\x12!\n\x16regression_loss_weight\x18\x08 \x01(\x02:\x01\x35\x12?\n\x13\x63lassification_loss\x18\t \x01(\x0b\x32\".od_meta.protos.ClassificationLoss\x12;\n\x11localization_loss\x18\n \x01(\x0b\x32 .od_meta.protos.LocalizationLoss\x12 \n\x11heatmap_bias_init\x18\x0b \x01(\x02:\x05-2.19\x12 \n\x13max_box_predictions\x18\x0c \x01(\x05:\x03\x31\x30\x30\x12$\n\x19peak_max_pool_kernel_size\x18\r \x01(\x05:\x01\x33\x12\x1d\n\x0fscore_threshold\x18\x0e \x01(\x02:\x04\x30.01\x12!\n\x13use_log_area_weight\x18\x0f \x01(\x08:\x04true\x12\x19\n\rhead_channels\x18\x10 \x01(\x05:\x02\x36\x34')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'od_meta.protos.ttfnet_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TTFNET']._serialized_start=146
-  _globals['_TTFNET']._serialized_end=739
+  _globals['_TTFNET']._serialized_end=766
 # @@protoc_insertion_point(module_scope)

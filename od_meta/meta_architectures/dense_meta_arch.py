@@ -1,0 +1,296 @@
+"""Base of the heatmap (keypoint-style, anchor-free) meta-architectures.
+
+CenterNet "Objects as Points" (Zhou et al. 2019), TTFNet (Liu et al. 2019)
+and later CornerNet / FCOS share one skeleton, which this module holds:
+
+  preprocess   resize (unless the input pipeline did) + the extractor's
+               normalization, as SSD does;
+  predict      feature extractor -> one or more stride-R feature maps (one per
+               Hourglass stack, for intermediate supervision) -> the same set
+               of `PredictionHead`s on each map (separate weights per stack,
+               as the TF OD API's CenterNet builds them);
+  loss         the subclass's per-stack loss, averaged over stacks;
+  postprocess  the subclass's decoding of the last stack (3x3 max-pool peaks,
+               top-k, no NMS), mapped to the true image window.
+
+Frames: predictions live on the output map (`H / R x W / R`, "output-stride
+pixels"); the dense target assigners take groundtruth normalized to the
+padded input frame (`H x W` input pixels); detections leave normalized to
+each image's true window, like SSD's.
+"""
+
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+
+from od_meta.core import model
+from od_meta.core import standard_fields as fields
+from od_meta.heads import center_net_heads
+from od_meta.meta_architectures import image_frames
+from od_meta.utils import shape_utils
+
+
+class DenseHeatmapMetaArch(model.DetectionModel):
+  """Shared preprocess / predict / frame handling of heatmap detectors.
+
+  Subclasses declare their heads in `_head_specs()` and implement
+  `_stack_loss(predictions_of_one_stack, ...)` and `postprocess`.
+
+  Args:
+    is_training: whether the model is built for training.
+    num_classes: number of object classes (background excluded).
+    image_resizer_fn: `fn(image) -> (resized, true_shape)`, the config's
+      image resizer.
+    feature_extractor: a `CenterNetFeatureExtractor`-like layer with
+      `preprocess(images)`, `call(preprocessed, training) -> list of
+      [B, H / R, W / R, C] maps`, and `out_stride` (R).
+    head_channels: channels of the 3x3 conv of every prediction head.
+    name: Keras layer name.
+
+  Raises:
+    ValueError: if the extractor has no positive integer `out_stride`.
+  """
+
+  def __init__(self, *, is_training: bool, num_classes: int,
+               image_resizer_fn: Callable, feature_extractor,
+               head_channels: int = 64, name: Optional[str] = None):
+    super().__init__(num_classes=num_classes, name=name)
+    self._is_training = is_training
+    self._image_resizer_fn = image_resizer_fn
+    self.feature_extractor = feature_extractor
+    stride = getattr(feature_extractor, 'out_stride', None)
+    if not isinstance(stride, int) or stride <= 0:
+      raise ValueError('the feature extractor must have a positive int '
+                       f'out_stride, got {stride!r}')
+    self._stride = stride
+    self._num_stacks = int(getattr(feature_extractor, 'num_feature_outputs',
+                                   1))
+    self._head_channels = int(head_channels)
+    self.prediction_heads = {}
+    for head_name, (num_outputs, bias_init) in self._head_specs().items():
+      self.prediction_heads[head_name] = [
+          center_net_heads.PredictionHead(
+              num_outputs=num_outputs, head_channels=self._head_channels,
+              bias_init=bias_init, name=f'{head_name}_{i}')
+          for i in range(self._num_stacks)]
+
+  # ------------------------------------------------------------ for subclasses
+  def _head_specs(self) -> Dict[str, tuple]:
+    """{head name: (num_outputs, final bias init)}; subclasses override."""
+    raise NotImplementedError
+
+  def _stack_loss(self, predictions, targets, num_objects):
+    """Loss dict of one stack; subclasses override."""
+    raise NotImplementedError
+
+  @property
+  def stride(self):
+    """Output stride R of the predicted maps, in input pixels."""
+    return self._stride
+
+  @property
+  def feature_extractor_model(self):
+    return self.feature_extractor
+
+  def restore_map(self, fine_tune_checkpoint_type='detection'):
+    """See `DetectionModel.restore_map`; also restores the extractor alone."""
+    if fine_tune_checkpoint_type in ('classification', 'feature_extractor'):
+      return {'feature_extractor': self.feature_extractor}
+    return super().restore_map(fine_tune_checkpoint_type)
+
+  # ------------------------------------------------------------------- public
+  def preprocess(self, inputs, true_image_shapes=None):
+    """Resizes (unless already done) and normalizes a batch of images.
+
+    Args:
+      inputs: float32 `[B, H, W, 3]` in [0, 255].
+      true_image_shapes: optional int32 `[B, 3]`; when given, the images
+        were already resized by the input pipeline with this model's resizer.
+
+    Returns:
+      (preprocessed float32 `[B, H', W', 3]`, true_image_shapes int32
+      `[B, 3]`).
+
+    Raises:
+      ValueError: if `inputs` is not `[batch, height, width, 3]`.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    if inputs.shape.rank != 4 or inputs.shape[-1] not in (3, None):
+      raise ValueError(
+          f'{type(self).__name__}.preprocess expects [batch, height, width, '
+          f'3] images, got shape {inputs.shape}')
+    inputs = tf.cast(inputs, tf.float32)
+    if true_image_shapes is None:
+      resized, true_image_shapes = image_frames.resize_batch(
+          inputs, self._image_resizer_fn)
+    else:
+      resized = inputs
+    return (self.feature_extractor.preprocess(resized),
+            tf.cast(true_image_shapes, tf.int32))
+
+  def predict(self, preprocessed_inputs, true_image_shapes, training=False):
+    """Runs the extractor and every head on every stack.
+
+    Args:
+      preprocessed_inputs: float32 `[B, H, W, 3]` from `preprocess`; H and W
+        should be multiples of the output stride.
+      true_image_shapes: int32 `[B, 3]`.
+      training: bool.
+
+    Returns:
+      dict with 'preprocessed_inputs' and, per head name, a list (one entry
+      per stack) of float32 `[B, H / R, W / R, num_outputs]` raw outputs.
+    """
+    del true_image_shapes
+    feature_maps = self._feature_maps(preprocessed_inputs, training)
+    predictions = {'preprocessed_inputs': preprocessed_inputs}
+    for head_name, heads in self.prediction_heads.items():
+      predictions[head_name] = [head(f, training=training)
+                                for head, f in zip(heads, feature_maps)]
+    return predictions
+
+  def loss(self, prediction_dict, true_image_shapes):
+    """Averages the subclass's per-stack losses over the stacks.
+
+    Returns:
+      dict of float32 scalars named 'Loss/...'.
+    """
+    targets, num_objects = self._assign_targets(
+        prediction_dict['preprocessed_inputs'], true_image_shapes)
+    totals = {}
+    for i in range(self._num_stacks):
+      stack = {name: value[i] for name, value in prediction_dict.items()
+               if name in self.prediction_heads}
+      for name, value in self._stack_loss(stack, targets,
+                                          num_objects).items():
+        totals[name] = totals.get(name, 0.0) + value / self._num_stacks
+    return totals
+
+  # ------------------------------------------------------------------ helpers
+  def _feature_maps(self, preprocessed_inputs, training):
+    feature_maps = self.feature_extractor(preprocessed_inputs,
+                                          training=training)
+    if not isinstance(feature_maps, (list, tuple)):
+      feature_maps = [feature_maps]
+    if len(feature_maps) != self._num_stacks:
+      raise ValueError(
+          f'the feature extractor returned {len(feature_maps)} maps but '
+          f'declares num_feature_outputs={self._num_stacks}')
+    return list(feature_maps)
+
+  def _assign_targets(self, preprocessed_inputs, true_image_shapes):
+    """Runs the dense target assigner on the provided groundtruth.
+
+    Returns:
+      (targets dict of the assigner, num_objects float32 scalar >= 1: the
+      number of groundtruth objects in the batch).
+    """
+    raise NotImplementedError
+
+  def _groundtruth_in_padded_frame(self, preprocessed_inputs,
+                                   true_image_shapes=None):
+    """Groundtruth normalized to the padded input frame.
+
+    The input pipeline gives boxes normalized to each image's true window;
+    the padded frame is `H x W` of `preprocessed_inputs`.
+
+    Returns:
+      dict with lists (one per image): 'boxes' float32 `[N, 4]`, 'classes'
+      int32 `[N]` (0-based), 'weights' float32 `[N]`, and 'keypoints'
+      float32 `[N, K, 2]` / 'keypoint_visibilities' bool `[N, K]` when given.
+    """
+    boxes_list = self.groundtruth_lists(fields.BoxListFields.boxes)
+    batch = len(boxes_list)
+    if true_image_shapes is None:
+      scale = tf.ones([batch, 2], tf.float32)
+    else:
+      scale = image_frames.window_scale(preprocessed_inputs,
+                                        true_image_shapes)
+    out = {'boxes': [], 'classes': [], 'weights': []}
+    for i, boxes in enumerate(boxes_list):
+      boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+      out['boxes'].append(boxes * tf.tile(scale[i], [2]))
+    for classes in self.groundtruth_lists(fields.BoxListFields.classes):
+      classes = tf.convert_to_tensor(classes)
+      if classes.shape.rank == 2:
+        classes = tf.argmax(classes, axis=-1, output_type=tf.int32)
+      out['classes'].append(tf.cast(tf.reshape(classes, [-1]), tf.int32))
+    out['weights'] = [
+        tf.cast(tf.reshape(w, [-1]), tf.float32)
+        for w in self.groundtruth_lists(fields.BoxListFields.weights)]
+    if self.groundtruth_has_field(fields.BoxListFields.keypoints):
+      out['keypoints'] = [
+          tf.cast(k, tf.float32) * scale[i]
+          for i, k in enumerate(
+              self.groundtruth_lists(fields.BoxListFields.keypoints))]
+      if self.groundtruth_has_field(
+          fields.BoxListFields.keypoint_visibilities):
+        out['keypoint_visibilities'] = [
+            tf.cast(v, tf.bool) for v in self.groundtruth_lists(
+                fields.BoxListFields.keypoint_visibilities)]
+      else:
+        out['keypoint_visibilities'] = [
+            tf.reduce_all(tf.math.is_finite(k), axis=-1)
+            for k in out['keypoints']]
+    return out
+
+  def _input_size(self, preprocessed_inputs):
+    """(H, W) of the padded input, int32 scalars (static where known)."""
+    shape = shape_utils.combined_static_and_dynamic_shape(preprocessed_inputs)
+    return shape[1], shape[2]
+
+  def _detections_in_window(self, boxes, scores, classes, valid,
+                            preprocessed_inputs, true_image_shapes):
+    """Maps padded-frame detections to each true window and pads them.
+
+    Args:
+      boxes: float32 `[B, k, 4]` normalized to the padded frame.
+      scores: float32 `[B, k]`.
+      classes: int32 `[B, k]`, 0-based.
+      valid: bool `[B, k]`, a prefix of each row.
+      preprocessed_inputs: the `[B, H, W, 3]` model input.
+      true_image_shapes: int32 `[B, 3]`.
+
+    Returns:
+      dict of the standard detection fields: detection_boxes `[B, k, 4]`
+      clipped to [0, 1] of the true window, detection_scores `[B, k]`,
+      detection_classes float32 `[B, k]` (0-based), num_detections float32
+      `[B]`; entries past num_detections are zero.
+    """
+    window = image_frames.true_window(preprocessed_inputs, true_image_shapes)
+    boxes = tf.clip_by_value(image_frames.to_window_frame(boxes, window),
+                             0.0, 1.0)
+    mask = tf.cast(valid, tf.float32)
+    return {
+        fields.DetectionResultFields.detection_boxes: boxes * mask[..., None],
+        fields.DetectionResultFields.detection_scores: scores * mask,
+        fields.DetectionResultFields.detection_classes:
+            tf.cast(classes, tf.float32) * mask,
+        fields.DetectionResultFields.num_detections:
+            tf.reduce_sum(mask, axis=1),
+    }
+
+
+def dense_l1_loss(loss_fn, prediction, target, weights, normalizer):
+  """Sum of a localization loss over the weighted pixels, normalized.
+
+  Args:
+    loss_fn: a `core.losses` localization loss taking `[B, A, D]` and
+      weights `[B, A]` or `[B, A, D]` and returning `[B, A]` (e.g. L1).
+    prediction, target: float32 `[B, h, w, D]`.
+    weights: float32 `[B, h, w]` or `[B, h, w, D]`.
+    normalizer: float32 scalar > 0 (e.g. the number of objects).
+
+  Returns:
+    float32 scalar.
+  """
+  batch = tf.shape(prediction)[0]
+  depth = prediction.shape[-1]
+  if weights.shape.rank == 4:
+    weights = tf.reshape(weights, [batch, -1, depth])
+  else:
+    weights = tf.reshape(weights, [batch, -1])
+  per_location = loss_fn(tf.reshape(prediction, [batch, -1, depth]),
+                         tf.reshape(target, [batch, -1, depth]),
+                         weights=weights)
+  return tf.reduce_sum(per_location) / normalizer
