@@ -52,20 +52,46 @@ def build_feature_extractor(config, *, field='feature_extractor'):
       bgr_ordering=config.bgr_ordering, weights=config.weights)
 
 
+# Losses that score dense [B, h, w, C] heatmaps.
+HEATMAP_LOSSES = ('penalty_reduced_logistic_focal_loss',)
+# Per-coordinate losses on [B, A, D] codes (sizes, offsets, keypoints).
+CODE_LOSSES = ('l1_localization_loss', 'weighted_l2', 'weighted_smooth_l1',
+               'balanced_l1')
+# Losses on decoded [B, A, 4] boxes (TTFNet).
+BOX_LOSSES = ('weighted_giou', 'weighted_iou')
+
+
 def heatmap_loss(config, field):
-  """A `ClassificationLoss` message's loss; default penalty-reduced focal."""
-  if config.WhichOneof('classification_loss') is None:
+  """A `ClassificationLoss` message's loss; default penalty-reduced focal.
+
+  Raises:
+    ValueError: naming `field`, for a loss that does not score heatmaps.
+  """
+  choice = config.WhichOneof('classification_loss')
+  if choice is None:
     return losses.PenaltyReducedLogisticFocalLoss(alpha=2.0, beta=4.0)
+  if choice not in HEATMAP_LOSSES:
+    raise ValueError(f'{field}: {choice} does not apply to [B, h, w, C] '
+                     f'heatmaps; use one of {", ".join(HEATMAP_LOSSES)}')
   try:
     return losses_builder.build_classification_loss(config)
   except ValueError as e:
     raise ValueError(f'{field}: {e}') from e
 
 
-def localization_loss(config, default):
-  """A `LocalizationLoss` message's loss, or `default` when unset."""
-  if config.WhichOneof('localization_loss') is None:
+def localization_loss(config, default, field='localization_loss',
+                      allowed=CODE_LOSSES):
+  """A `LocalizationLoss` message's loss, or `default` when unset.
+
+  Raises:
+    ValueError: naming `field`, for a loss not in `allowed`.
+  """
+  choice = config.WhichOneof('localization_loss')
+  if choice is None:
     return default
+  if choice not in allowed:
+    raise ValueError(f'{field}: {choice} does not apply here; use one of '
+                     f'{", ".join(allowed)}')
   return losses_builder.build_localization_loss(config)
 
 
@@ -113,9 +139,10 @@ def _keypoint_params(center_net, num_classes):
       num_keypoints=len(labels),
       classification_loss=heatmap_loss(
           loss.classification_loss,
-          'keypoint_estimation_task.loss.classification_loss'),
+          'center_net.keypoint_estimation_task.loss.classification_loss'),
       localization_loss=localization_loss(
-          loss.localization_loss, losses.WeightedL1LocalizationLoss()),
+          loss.localization_loss, losses.WeightedL1LocalizationLoss(),
+          'center_net.keypoint_estimation_task.loss.localization_loss'),
       class_id=class_id,
       keypoint_std_dev=[task.keypoint_label_to_std.get(l, 1.0)
                         for l in labels],
@@ -172,7 +199,8 @@ def build(config, *, is_training):
     task = config.object_detection_task
     detection_params = center_net_meta_arch.ObjectDetectionParams(
         localization_loss=localization_loss(
-            task.localization_loss, losses.WeightedL1LocalizationLoss()),
+            task.localization_loss, losses.WeightedL1LocalizationLoss(),
+            'center_net.object_detection_task.localization_loss'),
         task_loss_weight=task.task_loss_weight,
         offset_loss_weight=task.offset_loss_weight,
         scale_loss_weight=task.scale_loss_weight)

@@ -28,7 +28,8 @@ def build(config, *, is_training):
       classification_loss=center_net_builder.heatmap_loss(config.classification_loss,
                                         'ttfnet.classification_loss'),
       localization_loss=center_net_builder.localization_loss(
-          config.localization_loss, losses.WeightedGIOULocalizationLoss()),
+          config.localization_loss, losses.WeightedGIOULocalizationLoss(),
+          'ttfnet.localization_loss', center_net_builder.BOX_LOSSES),
       regression_scale=config.regression_scale,
       localization_loss_weight=config.localization_loss_weight,
       regression_loss_weight=config.regression_loss_weight,

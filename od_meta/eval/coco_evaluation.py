@@ -763,9 +763,18 @@ class CocoKeypointEvaluator(_CocoEvaluatorBase):
       in that area range).
 
     Raises:
-      ValueError: if no groundtruth image or no groundtruth of the category
-        was added.
+      ValueError: if no groundtruth image was added. Images without any
+      groundtruth of this category (e.g. a class absent from a small eval
+      set, when every class is evaluated) give -1 for every metric and a
+      warning instead.
     """
+    if self._image_ids and not self._groundtruth_list:
+      logging.warning('%s: no groundtruth of category %d (%s) in the %d eval '
+                      'images; its keypoint metrics are -1.',
+                      type(self).__name__, self._category_id,
+                      self._class_text, len(self._image_ids))
+      return {self._METRIC_PREFIX + name.format(self._class_text): -1.0
+              for name in _KEYPOINT_SUMMARY_NAMES}
     self._check_has_groundtruth()
     logging.info('Performing COCO keypoint evaluation on %d images.',
                  len(self._image_ids))

@@ -452,9 +452,19 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
     map_shape = tf.stack([out_h, out_w])
 
     # Heatmaps: one Gaussian per visible keypoint, channel k.
-    std = tf.constant(std_devs, tf.float32)[tf.newaxis, :]
-    kp_sigma = tf.reshape(sigma[:, tf.newaxis] * std, [-1])
-    kp_radius = tf.reshape(radius[:, tf.newaxis] * std, [-1])
+    # Not `x * ones` when every std dev is 1: grappler's arithmetic
+    # optimizer rewrites a Mul by an all-ones constant into a Tile and
+    # divides by the input's dimensions, which crashes the process (SIGFPE)
+    # when a tf.function is traced with statically zero objects.
+    if all(v == 1.0 for v in std_devs):
+      kp_sigma = tf.reshape(tf.tile(sigma[:, tf.newaxis], [1, num_keypoints]),
+                            [-1])
+      kp_radius = tf.reshape(
+          tf.tile(radius[:, tf.newaxis], [1, num_keypoints]), [-1])
+    else:
+      std = tf.constant(std_devs, tf.float32)[tf.newaxis, :]
+      kp_sigma = tf.reshape(sigma[:, tf.newaxis] * std, [-1])
+      kp_radius = tf.reshape(radius[:, tf.newaxis] * std, [-1])
     channel = tf.one_hot(tf.tile(tf.range(num_keypoints), [num_boxes]),
                          num_keypoints, dtype=tf.float32)
     entry_weight = tf.reshape(visible_f * gt['weights'][:, tf.newaxis], [-1])

@@ -56,6 +56,18 @@ _WRAPPERS = weakref.WeakKeyDictionary()
 class CheckpointTrackedCollections:
   """Mixin: checkpoint the layers held in list / dict attributes."""
 
+  @property
+  def _default_save_signature(self):
+    """No SavedModel signature of its own (the exporter writes the model's).
+
+    Keras 3 gives every `Model` a `serving_default` tf.function traced from
+    its build shapes, and `tf.saved_model.save` traces and serializes it for
+    every sub-model of the exported module: that fails for backbones whose
+    call returns a stage dict with int keys ({4: C2, ...}; SavedModel
+    structures need str keys) and costs one more trace for the others.
+    """
+    return None
+
   def _trackable_children(self, save_type='checkpoint', **kwargs):
     children = super()._trackable_children(save_type, **kwargs)
     if save_type != 'checkpoint':

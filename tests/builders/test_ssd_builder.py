@@ -190,11 +190,11 @@ def test_model_builder_unset_oneof():
 
 def test_model_builder_unimplemented_meta_architecture():
   model_config = model_pb2.DetectionModel()
-  model_config.center_net.num_classes = 3
+  model_config.corner_net.num_classes = 3
   with pytest.raises(ValueError) as info:
     model_builder.build(model_config, is_training=True)
   message = str(info.value)
-  assert 'center_net' in message
+  assert 'corner_net' in message
   assert 'not implemented' in message
   assert 'ssd' in message  # lists what it builds
 

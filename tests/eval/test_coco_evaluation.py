@@ -417,3 +417,17 @@ def test_get_evaluators():
     coco_evaluation.get_evaluators(['pascal_voc_metrics'], CATEGORIES)
   with pytest.raises(ValueError, match='keypoint_config'):
     coco_evaluation.get_evaluators(['coco_keypoint_metrics'], CATEGORIES)
+
+
+def test_keypoints_category_absent_from_eval_set_gives_minus_one():
+  # The only groundtruth is of category 2; the person evaluator has images
+  # but none of its category: every metric is -1 (undefined), no error.
+  ev = _kp_evaluator()
+  ev.add_single_ground_truth_image_info(
+      'a', _gt([PERSON_BOX], [2], groundtruth_keypoints=PERSON_KP))
+  ev.add_single_detected_image_info('a', _det(
+      [PERSON_BOX], [0.9], [1], detection_keypoints=PERSON_KP,
+      detection_keypoint_scores=np.ones([1, 4])))
+  metrics = ev.evaluate()
+  assert len(metrics) == 10
+  assert set(metrics.values()) == {-1.0}

@@ -15,6 +15,7 @@ losses).
 import json
 import os
 
+from google.protobuf import text_format
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -321,3 +322,56 @@ def test_evaluate_continuously_stops_on_timeout(setup, tmp_path):
       configs, checkpoint_dir, str(tmp_path), timeout=1,
       print_fn=lambda s: None)
   assert [step for step, _ in results] == [3]
+
+
+_KP_LABEL_MAP = '''
+item { id: 1 name: "person"
+  keypoints { id: 1 label: "left_eye" }
+  keypoints { id: 0 label: "nose" } }
+item { id: 2 name: "dog" }
+item { id: 3 name: "cat"
+  keypoints { id: 0 label: "nose" }
+  keypoints { id: 1 label: "left_eye" } }
+'''
+
+
+def _keypoint_configs(tmp_path, metric_text):
+  label_map = tmp_path / 'kp_label_map.pbtxt'
+  label_map.write_text(_KP_LABEL_MAP)
+  configs = config_util.get_configs_from_pipeline_file(_CONFIG)
+  configs = config_util.merge_external_params_with_configs(configs, {
+      'model.ssd.num_classes': 3, 'label_map_path': str(label_map)})
+  text_format.Parse(metric_text,
+                    configs['eval_config'].parameterized_metric.add())
+  return configs
+
+
+def test_keypoint_configs_from_config(tmp_path):
+  configs = _keypoint_configs(tmp_path, '''coco_keypoint_metrics {
+      class_label: "person"
+      keypoint_label_to_sigmas { key: "nose" value: 0.026 }
+      keypoint_label_to_sigmas { key: "left_eye" value: 0.025 } }''')
+  # Keypoints ordered by their label-map id, sigmas in that order.
+  (config,) = eval_loop.keypoint_configs_from_config(configs)
+  assert config['category_id'] == 1
+  assert config['keypoint_names'] == ['nose', 'left_eye']
+  np.testing.assert_allclose(config['keypoint_sigmas'], [0.026, 0.025],
+                             rtol=1e-6)
+  # Empty class_label: every class with keypoints (not the dog).
+  configs = _keypoint_configs(tmp_path, '''coco_keypoint_metrics {
+      keypoint_label_to_sigmas { key: "nose" value: 0.05 }
+      keypoint_label_to_sigmas { key: "left_eye" value: 0.06 } }''')
+  assert [c['category_id'] for c in
+          eval_loop.keypoint_configs_from_config(configs)] == [1, 3]
+
+
+def test_keypoint_configs_errors_name_the_field(tmp_path):
+  configs = _keypoint_configs(tmp_path, '''coco_keypoint_metrics {
+      class_label: "dog" }''')
+  with pytest.raises(ValueError, match='class_label'):
+    eval_loop.keypoint_configs_from_config(configs)
+  configs = _keypoint_configs(tmp_path, '''coco_keypoint_metrics {
+      class_label: "person"
+      keypoint_label_to_sigmas { key: "nose" value: 0.026 } }''')
+  with pytest.raises(ValueError, match="keypoint_label_to_sigmas.*left_eye"):
+    eval_loop.keypoint_configs_from_config(configs)

@@ -89,7 +89,7 @@ def test_default_job_values():
       os.path.join(ROOT, 'configs', 'ssd_mobilenet_v2_digits.config'))
   ssd = configs['model'].ssd
   assert ssd.feature_extractor.type == 'ssd_mobilenet_v2_keras'
-  assert ssd.feature_extractor.depth_multiplier == pytest.approx(0.35)
+  assert ssd.feature_extractor.depth_multiplier == pytest.approx(0.5)
   assert config_util.get_spatial_image_size(ssd.image_resizer) == [128, 128]
   assert ssd.matcher.argmax_matcher.matched_threshold == pytest.approx(0.5)
   assert ssd.box_coder.WhichOneof('box_coder_oneof') == (
