@@ -32,6 +32,7 @@ setup(
         'matplotlib>=3.8',
         'mlxtend>=0.23',
         'pillow>=10',
+        'pyyaml>=6',
     ],
     extras_require={
         'test': ['pytest>=8', 'grpcio-tools==1.85.1'],
