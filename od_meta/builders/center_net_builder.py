@@ -109,7 +109,7 @@ def _keypoint_params(center_net, num_classes):
                      'keypoint_estimation_task (it lists the keypoints)')
   items = label_map_util.load_labelmap(center_net.keypoint_label_map_path)
   class_id, item = None, None
-  for index, candidate in enumerate(items):
+  for candidate in items:
     if task.keypoint_class_name:
       if candidate.get('name') == task.keypoint_class_name:
         item, class_id = candidate, int(candidate['id']) - 1
@@ -117,7 +117,6 @@ def _keypoint_params(center_net, num_classes):
     elif candidate.get('keypoints'):
       item = candidate
       break
-    del index
   if item is None or not item.get('keypoints'):
     what = (f'class {task.keypoint_class_name!r}' if task.keypoint_class_name
             else 'any item')

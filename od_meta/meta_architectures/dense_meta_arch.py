@@ -114,19 +114,9 @@ class DenseHeatmapMetaArch(model.DetectionModel):
     Raises:
       ValueError: if `inputs` is not `[batch, height, width, 3]`.
     """
-    inputs = tf.convert_to_tensor(inputs)
-    if inputs.shape.rank != 4 or inputs.shape[-1] not in (3, None):
-      raise ValueError(
-          f'{type(self).__name__}.preprocess expects [batch, height, width, '
-          f'3] images, got shape {inputs.shape}')
-    inputs = tf.cast(inputs, tf.float32)
-    if true_image_shapes is None:
-      resized, true_image_shapes = image_frames.resize_batch(
-          inputs, self._image_resizer_fn)
-    else:
-      resized = inputs
-    return (self.feature_extractor.preprocess(resized),
-            tf.cast(true_image_shapes, tf.int32))
+    return image_frames.preprocess_batch(
+        inputs, true_image_shapes, self._image_resizer_fn,
+        self.feature_extractor.preprocess, type(self).__name__)
 
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
     """Runs the extractor and every head on every stack.

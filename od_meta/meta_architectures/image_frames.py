@@ -11,6 +11,42 @@ convert between the two.
 import tensorflow as tf
 
 
+def preprocess_batch(inputs, true_image_shapes, image_resizer_fn,
+                     normalize_fn, model_name):
+  """Resizes (unless already done) and normalizes a batch of images.
+
+  The `DetectionModel.preprocess` of every meta-architecture.
+
+  Args:
+    inputs: float32 (or castable) `[B, H, W, 3]` in [0, 255].
+    true_image_shapes: None, or int32 `[B, 3]` when the input pipeline has
+      already resized the images with this model's resizer (then only
+      `normalize_fn` is applied).
+    image_resizer_fn: the model's resizer (see `resize_batch`).
+    normalize_fn: the feature extractor's `preprocess`, float32 images ->
+      normalized float32 images of the same shape.
+    model_name: used in the error message.
+
+  Returns:
+    (preprocessed float32 `[B, H', W', 3]`, true_image_shapes int32
+    `[B, 3]`).
+
+  Raises:
+    ValueError: if `inputs` is not `[batch, height, width, 3]`.
+  """
+  inputs = tf.convert_to_tensor(inputs)
+  if inputs.shape.rank != 4 or inputs.shape[-1] not in (3, None):
+    raise ValueError(
+        f'{model_name} preprocess expects [batch, height, width, 3] images, '
+        f'got shape {inputs.shape}')
+  inputs = tf.cast(inputs, tf.float32)
+  if true_image_shapes is None:
+    resized, true_image_shapes = resize_batch(inputs, image_resizer_fn)
+  else:
+    resized = inputs
+  return normalize_fn(resized), tf.cast(true_image_shapes, tf.int32)
+
+
 def resize_batch(images, image_resizer_fn):
   """Resizes each image of a batch with `image_resizer_fn`.
 

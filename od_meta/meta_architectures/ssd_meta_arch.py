@@ -156,19 +156,9 @@ class SSDMetaArch(model.DetectionModel):
     Raises:
       ValueError: if `inputs` is not a rank-4 tensor with 3 channels.
     """
-    inputs = tf.convert_to_tensor(inputs)
-    if inputs.shape.rank != 4 or inputs.shape[-1] not in (3, None):
-      raise ValueError(
-          f'SSD preprocess expects [batch, height, width, 3] images, got '
-          f'shape {inputs.shape}')
-    inputs = tf.cast(inputs, tf.float32)
-    if true_image_shapes is None:
-      resized, true_image_shapes = image_frames.resize_batch(inputs,
-                                                 self._image_resizer_fn)
-    else:
-      resized = inputs
-    return (self.feature_extractor.preprocess(resized),
-            tf.cast(true_image_shapes, tf.int32))
+    return image_frames.preprocess_batch(
+        inputs, true_image_shapes, self._image_resizer_fn,
+        self.feature_extractor.preprocess, 'SSD')
 
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
     """Runs the feature extractor and the box predictor.
