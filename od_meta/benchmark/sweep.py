@@ -493,11 +493,13 @@ def describe_configs(configs) -> Dict[str, Any]:
   """The paper's axes as read from a resolved config.
 
   Returns:
-    dict with 'meta_architecture' (the `model` oneof), 'feature_extractor'
+    dict with 'meta_architecture' (the `model` oneof; 'rfcn' for a
+    faster_rcnn model with an rfcn_box_predictor), 'feature_extractor'
     (the extractor type without 'ssd_' / 'faster_rcnn_' / '_keras'),
     'depth_multiplier' (float or None), 'input_height' / 'input_width'
     (pixels after resizing, None when not static), 'num_proposals'
-    (first_stage_max_proposals of two-stage models, else None),
+    (proposals at inference of two-stage models: inference_max_proposals,
+    or first_stage_max_proposals when it is 0; else None),
     'output_stride' (first_stage_features_stride of two-stage models, else
     None).
 
@@ -526,6 +528,12 @@ def describe_configs(configs) -> Dict[str, Any]:
     fields = arch_config.DESCRIPTOR.fields_by_name
     if 'first_stage_max_proposals' in fields:
       proposals = int(arch_config.first_stage_max_proposals)
+    if getattr(arch_config, 'inference_max_proposals', 0):
+      proposals = int(arch_config.inference_max_proposals)
+    if 'second_stage_box_predictor' in fields and (
+        arch_config.second_stage_box_predictor.WhichOneof(
+            'box_predictor_oneof') == 'rfcn_box_predictor'):
+      arch = 'rfcn'
     if extractor is not None and 'first_stage_features_stride' in (
         extractor.DESCRIPTOR.fields_by_name):
       stride = int(extractor.first_stage_features_stride)

@@ -7,6 +7,7 @@ fields to the constructor arguments.
 
 from od_meta.builders import builder_utils
 from od_meta.builders import center_net_builder
+from od_meta.builders import faster_rcnn_builder
 from od_meta.builders import ssd_builder
 from od_meta.builders import ttfnet_builder
 from od_meta.protos import model_pb2
@@ -15,6 +16,7 @@ from od_meta.protos import model_pb2
 # Grows as the meta-architectures land.
 META_ARCHITECTURE_BUILDERS = {
     'ssd': ssd_builder.build,
+    'faster_rcnn': faster_rcnn_builder.build,
     'center_net': center_net_builder.build,
     'ttfnet': ttfnet_builder.build,
 }

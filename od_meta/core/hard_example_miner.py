@@ -84,6 +84,11 @@ class HardExampleMiner:
     self._num_positives_list = None
     self._num_negatives_list = None
 
+  @property
+  def num_hard_examples(self):
+    """int or None: examples kept per image (None: no limit)."""
+    return self._num_hard_examples
+
   def __call__(self, location_losses, cls_losses, decoded_boxlist_list,
                match_list=None):
     """Mines hard examples and returns the summed losses of the kept anchors.

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional, Union
 
 import tensorflow as tf
 
+from od_meta.feature_extractors import batch_norm as batch_norm_lib
+
 _ACTIVATIONS = ('relu', 'relu6', 'swish', 'sigmoid', 'tanh', 'linear', 'none')
 _INITIALIZERS = ('truncated_normal', 'random_normal', 'glorot_uniform',
                  'he_normal', 'variance_scaling')
@@ -193,10 +195,10 @@ class ConvHyperparams:
 
   def build_batch_norm(self, name: Optional[str] = None
                        ) -> tf.keras.layers.Layer:
-    """Returns a BatchNormalization layer, or identity if BN is disabled."""
+    """Returns a (fused) BatchNormalization layer, or identity if BN is off."""
     if not self.use_batch_norm:
       return tf.keras.layers.Identity(name=name)
-    return tf.keras.layers.BatchNormalization(
+    return batch_norm_lib.FusedBatchNormalization(
         momentum=self.batch_norm_momentum, epsilon=self.batch_norm_epsilon,
         scale=self.batch_norm_scale, center=self.batch_norm_center, name=name)
 

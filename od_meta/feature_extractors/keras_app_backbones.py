@@ -30,6 +30,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from od_meta.feature_extractors import batch_norm
 from od_meta.feature_extractors import resnet_v1_small
 from od_meta.feature_extractors import ssd_feature_extractor
 from od_meta.utils import keras_tracking
@@ -145,7 +146,7 @@ class KerasApplicationsBackbone(keras_tracking.CheckpointTrackedCollections,
                   weights=keras_weights)
     if has_alpha:
       kwargs['alpha'] = depth_multiplier
-    base = constructor(**kwargs)
+    base = batch_norm.with_fused_batch_norm(constructor(**kwargs))
     names = [layer_names[s] for s in STAGE_STRIDES]
     strides = ssd_feature_extractor.layer_strides(base, names)
     if tuple(strides) != STAGE_STRIDES:

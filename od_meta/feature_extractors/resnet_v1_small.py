@@ -29,6 +29,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from od_meta.feature_extractors import batch_norm as batch_norm_lib
 from od_meta.utils import keras_tracking
 
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -112,8 +113,8 @@ class PaddedConv2D(tf.keras.layers.Layer):
 def batch_norm(momentum: float, epsilon: float,
                name: Optional[str] = None) -> tf.keras.layers.Layer:
   """BatchNormalization with gamma = 1, beta = 0 initialization."""
-  return tf.keras.layers.BatchNormalization(momentum=momentum,
-                                            epsilon=epsilon, name=name)
+  return batch_norm_lib.FusedBatchNormalization(momentum=momentum,
+                                                epsilon=epsilon, name=name)
 
 
 class BasicBlock(keras_tracking.CheckpointTrackedCollections,

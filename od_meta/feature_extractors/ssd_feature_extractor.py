@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
+from od_meta.feature_extractors import batch_norm as batch_norm_lib
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
 from od_meta.feature_extractors import fpn as fpn_lib
 from od_meta.utils import keras_tracking
@@ -334,6 +335,7 @@ class SSDFpnFeatureExtractorBase(SSDFeatureExtractor):
     backbone_max = min(max_level, max(level_layers))
     levels = list(range(min_level, backbone_max + 1))
     names = [level_layers[l] for l in levels]
+    base_model = batch_norm_lib.with_fused_batch_norm(base_model)
     strides = layer_strides(base_model, names)
     for level, name_, stride in zip(levels, names, strides):
       if stride != 2 ** level:

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from od_meta.feature_extractors import batch_norm
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
 from od_meta.feature_extractors import ssd_feature_extractor
 
@@ -99,10 +100,10 @@ class SSDMobileNetV2FeatureExtractor(
                        f'layers but extra_layer_depths has only '
                        f'{len(extra_layer_depths)}')
 
-    base = tf.keras.applications.MobileNetV2(
+    base = batch_norm.with_fused_batch_norm(tf.keras.applications.MobileNetV2(
         input_shape=(None, None, 3), alpha=depth_multiplier,
         include_top=False,
-        weights=ssd_feature_extractor.keras_application_weights(weights))
+        weights=ssd_feature_extractor.keras_application_weights(weights)))
     backbone_strides = ssd_feature_extractor.layer_strides(base, layer_names)
     if any(b < a for a, b in zip(backbone_strides, backbone_strides[1:])):
       raise ValueError(f'from_layers {layer_names} must be in increasing '

@@ -10,6 +10,8 @@ convert between the two.
 
 import tensorflow as tf
 
+from od_meta.core import box_list
+
 
 def preprocess_batch(inputs, true_image_shapes, image_resizer_fn,
                      normalize_fn, model_name):
@@ -98,3 +100,23 @@ def to_window_frame(boxes, window):
   size = tf.tile(window[:, tf.newaxis, 2:] - window[:, tf.newaxis, :2],
                  [1, 1, 2])
   return (boxes - origin) / size
+
+
+def groundtruth_in_padded_frame(boxes_list, preprocessed_inputs,
+                                true_image_shapes):
+  """Rescales groundtruth boxes from the true-window frame to the padded one.
+
+  Args:
+    boxes_list: list (one per image) of float32 `[N_i, 4]` normalized
+      `[ymin, xmin, ymax, xmax]` of the true image window.
+    preprocessed_inputs: float32 `[B, H, W, 3]`, the padded batch.
+    true_image_shapes: int32 `[B, 3]`.
+
+  Returns:
+    list of `BoxList`s with the boxes normalized to the padded image.
+  """
+  scale = window_scale(preprocessed_inputs, true_image_shapes)
+  return [box_list.BoxList(
+              tf.reshape(tf.cast(boxes, tf.float32), [-1, 4]) *
+              tf.tile(scale[i], [2]))
+          for i, boxes in enumerate(boxes_list)]

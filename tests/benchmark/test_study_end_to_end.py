@@ -3,8 +3,9 @@
 A 64x64 SSD (configs/ssd_mobilenet_v2_digits.config with 3 feature maps) on
 8 + 4 generated digits scenes, trained 3 steps at batch 4 (checkpoints at
 steps 2 and 3), evaluated at both, timed on 3 images in a child process;
-plus the Faster R-CNN config, which od_meta does not build yet and must give
-a failed row. Both come from a sweep file (explicit configurations).
+plus a Faster R-CNN configuration whose extractor type does not exist, which
+must give a failed row while the study goes on. Both come from a sweep file
+(explicit configurations).
 """
 
 import csv
@@ -54,8 +55,10 @@ def study_dir(tmp_path_factory):
             {'name': 'ssd64', 'base_config': tiny,
              'axes': {'meta_architecture': 'ssd'}},
             {'name': 'frcnn', 'base_config': os.path.join(
-                _REPO, 'configs', 'faster_rcnn_resnet50_digits.config'),
-             'overrides': data},
+                _REPO, 'configs', 'faster_rcnn_mobilenet_v2_digits.config'),
+             'overrides': dict(data, **{
+                 'model.faster_rcnn.feature_extractor.type':
+                     'faster_rcnn_no_such_net_keras'})},
         ]}, f)
   output_dir = str(tmp_path_factory.mktemp('study'))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
@@ -80,7 +83,7 @@ def test_progress_line_per_configuration(study_dir):
   _, stdout = study_dir
   assert '[1/2] ssd64: mAP' in stdout
   assert '[2/2] frcnn: FAILED' in stdout
-  assert 'not implemented yet' in stdout
+  assert 'faster_rcnn_no_such_net_keras' in stdout
 
 
 def test_results_csv_columns_and_rows(study_dir):
@@ -114,7 +117,7 @@ def test_results_csv_columns_and_rows(study_dir):
   frcnn = rows[1]
   assert frcnn['status'] == 'failed'
   assert frcnn['error'].startswith('train: ValueError')
-  assert 'faster_rcnn' in frcnn['error']
+  assert 'faster_rcnn_no_such_net_keras' in frcnn['error']
   assert frcnn['meta_architecture'] == 'faster_rcnn'
   assert frcnn['num_proposals'] == '100'
   assert frcnn['map'] == '' and frcnn['time_total_ms'] == ''

@@ -36,10 +36,10 @@ def _spec():
                        'fixed_shape_resizer { height: 128 width: 128 }'}}]},
           {'axis': 'proposals', 'values': [
               {'name': 'p10', 'when': {'meta_architecture': 'faster_rcnn'},
-               'overrides': {'model.faster_rcnn.first_stage_max_proposals':
+               'overrides': {'model.faster_rcnn.inference_max_proposals':
                              10}},
               {'name': 'p300', 'when': {'meta_architecture': 'faster_rcnn'},
-               'overrides': {'model.faster_rcnn.first_stage_max_proposals':
+               'overrides': {'model.faster_rcnn.inference_max_proposals':
                              300}}]},
       ],
       'exclude': [{'meta_architecture': 'center_net', 'resolution': '96'}],
@@ -64,9 +64,9 @@ def test_expansion_names_axes_and_overrides():
   frcnn = configurations[3]
   assert frcnn.axes == {'meta_architecture': 'faster_rcnn',
                         'proposals': 'p10'}
-  assert frcnn.overrides['model.faster_rcnn.first_stage_max_proposals'] == 10
+  assert frcnn.overrides['model.faster_rcnn.inference_max_proposals'] == 10
   assert frcnn.override_sources[
-      'model.faster_rcnn.first_stage_max_proposals'] == (
+      'model.faster_rcnn.inference_max_proposals'] == (
           'axis "proposals" value "p10"')
 
 
@@ -91,7 +91,7 @@ def test_resolve_replaces_arch_and_describes_the_axes():
   configs = sweep.resolve_configs(by_name['faster_rcnn-p10'])
   description = sweep.describe_configs(configs)
   assert (description['num_proposals'], description['output_stride'],
-          description['input_height']) == (10, 16, 256)
+          description['input_height']) == (10, 16, 128)
 
 
 def test_same_value_name_under_different_conditions():
@@ -274,9 +274,10 @@ def test_quick_sweep_file_expands():
   path = os.path.join(_REPO, 'configs', 'sweeps', 'digits_quick.sweep.json')
   configurations = sweep.configurations_from_paths([path])
   archs = {c.axes['meta_architecture'] for c in configurations}
-  assert archs == {'ssd', 'center_net', 'ttfnet', 'faster_rcnn'}
+  assert archs == {'ssd', 'center_net', 'ttfnet', 'faster_rcnn', 'rfcn'}
   assert len(configurations) >= 7
   for configuration in configurations:
     configs = sweep.resolve_configs(configuration)
-    assert config_util.get_meta_architecture(configs['model']) == (
+    # R-FCN is a faster_rcnn model with an rfcn_box_predictor.
+    assert sweep.describe_configs(configs)['meta_architecture'] == (
         configuration.axes['meta_architecture'])

@@ -20,7 +20,8 @@ def test_conv_block_layers_and_bias():
   hp = conv_hyperparams.ConvHyperparams()
   layers = hp.build_conv_block(8, 3, strides=2, name='b')
   assert [type(l).__name__ for l in layers] == [
-      'Conv2D', 'BatchNormalization', 'ReLU']
+      'Conv2D', 'FusedBatchNormalization', 'ReLU']
+  assert isinstance(layers[1], tf.keras.layers.BatchNormalization)
   assert not layers[0].use_bias  # BN beta replaces the bias.
   out = conv_hyperparams.apply_layers(layers, tf.ones([1, 5, 5, 2]))
   assert out.shape == (1, 3, 3, 8)
