@@ -13,12 +13,12 @@ their ratios are comparable.
   python benchmarks/faster_rcnn_proposals.py \
       --configs=configs/faster_rcnn_mobilenet_v2_digits.config \
       --checkpoints=runs/faster_rcnn_mobilenet_v2_digits \
-      --proposals=300,100,50,20,10 --num_images=100 \
-      --output_json=runs/proposals.json
+      --proposals=300,100,50,20,10 --timed_images=100 \
+      --results_json=runs/proposals.json
 
 `--checkpoints` entries are checkpoint prefixes or model directories (the
 newest checkpoint is used). Prints a table per config; writes the JSON and,
-with --output_md, a Markdown report.
+with --report_md, a Markdown report.
 """
 
 import json
@@ -48,12 +48,12 @@ flags.DEFINE_list('checkpoints', None, 'One checkpoint prefix or model '
                   'directory per config.')
 flags.DEFINE_list('proposals', ['300', '100', '50', '20', '10'],
                   'Proposal counts to measure.')
-flags.DEFINE_integer('num_images', 100, 'Images timed per proposal count.')
-flags.DEFINE_integer('num_warmup', 5, 'Untimed warm-up images.')
+flags.DEFINE_integer('timed_images', 100, 'Images timed per proposal count.')
+flags.DEFINE_integer('warmup_images', 5, 'Untimed warm-up images.')
 flags.DEFINE_integer('max_eval_examples', 0, 'Cap on evaluated images (0: '
                      'the whole eval input).')
-flags.DEFINE_string('output_json', None, 'Where the results go (JSON).')
-flags.DEFINE_string('output_md', None, 'Optional Markdown report.')
+flags.DEFINE_string('results_json', None, 'Where the results go (JSON).')
+flags.DEFINE_string('report_md', None, 'Optional Markdown report.')
 flags.mark_flag_as_required('configs')
 flags.mark_flag_as_required('checkpoints')
 
@@ -154,7 +154,7 @@ def main(argv):
   proposals = [int(p) for p in FLAGS.proposals]
   if any(p < 1 for p in proposals):
     raise app.UsageError('--proposals must be positive integers')
-  for path in (FLAGS.output_json, FLAGS.output_md):
+  for path in (FLAGS.results_json, FLAGS.report_md):
     if path and os.path.exists(path):
       raise app.UsageError(f'{path} exists; not overwriting it')
   device = timing.device_description()
@@ -162,15 +162,15 @@ def main(argv):
   for config_path, checkpoint in zip(FLAGS.configs, FLAGS.checkpoints):
     results.append(measure_proposals(
         config_path, resolve_checkpoint(checkpoint), proposals,
-        num_images=FLAGS.num_images, num_warmup=FLAGS.num_warmup,
+        num_images=FLAGS.timed_images, num_warmup=FLAGS.warmup_images,
         max_eval_examples=FLAGS.max_eval_examples))
   report = to_markdown(results, device)
   print(report)
-  if FLAGS.output_json:
-    with open(FLAGS.output_json, 'w') as f:
+  if FLAGS.results_json:
+    with open(FLAGS.results_json, 'w') as f:
       json.dump({'device': device, 'results': results}, f, indent=2)
-  if FLAGS.output_md:
-    with open(FLAGS.output_md, 'w') as f:
+  if FLAGS.report_md:
+    with open(FLAGS.report_md, 'w') as f:
       f.write(report + '\n')
 
 

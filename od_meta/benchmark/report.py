@@ -154,10 +154,15 @@ def _noise_note(*rows):
 
 def _two_stage_status(rows):
   """Text about two-stage rows that failed (for 'not testable' reasons)."""
-  failed = [r for r in rows if r.get('meta_architecture') in plots.TWO_STAGE
-            and r.get('status') != 'ok']
-  if not failed:
+  two_stage = [r for r in rows
+               if r.get('meta_architecture') in plots.TWO_STAGE]
+  failed = [r for r in two_stage if r.get('status') != 'ok']
+  if not two_stage:
     return 'the run has no Faster R-CNN / R-FCN configuration'
+  if not failed:
+    extractors = sorted({str(r.get('feature_extractor')) for r in two_stage})
+    return ('its Faster R-CNN / R-FCN configurations use only '
+            f'{", ".join(extractors)}')
   return ('its Faster R-CNN / R-FCN configurations failed ('
           f'{failed[0]["name"]}: {failed[0].get("error", "")})')
 

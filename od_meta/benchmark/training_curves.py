@@ -79,6 +79,9 @@ def checkpoint_times(model_dir: str, start_time: float) -> List[tuple]:
   Raises:
     ValueError: if model_dir has no checkpoint.
   """
+  # Absolute, so the paths tf.train gives (already joined with the
+  # directory when the checkpoint file stores relative ones) are too.
+  model_dir = os.path.abspath(model_dir)
   state = tf.train.get_checkpoint_state(model_dir)
   if state is None or not state.all_model_checkpoint_paths:
     raise ValueError(f'{model_dir}: no checkpoints')

@@ -28,6 +28,9 @@ from od_meta.meta_architectures import rfcn_meta_arch
 from od_meta.protos import faster_rcnn_pb2
 
 
+_BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)
+
+
 def _required(config, field):
   if not config.HasField(field):
     raise ValueError(f'faster_rcnn.{field} is not set')
@@ -43,9 +46,9 @@ def _hyperparams(config, field):
 def build_feature_extractor(config, *, rfcn=False):
   """Returns the extractor named by `feature_extractor.type`.
 
-  With `rfcn`, ResNet extractors keep conv5 at stride 1 (dilated), so the
-  position-sensitive score maps stay at the first stage's stride (Dai et
-  al. 2016 Sec. 2.3).
+  With `rfcn`, ResNet extractors keep conv5 (MobileNetV2 its blocks 13-16)
+  at stride 1, dilated, so the position-sensitive score maps stay at the
+  first stage's stride (Dai et al. 2016 Sec. 2.3).
 
   Raises:
     ValueError: on an unknown type (the error lists the known ones).
@@ -62,6 +65,8 @@ def build_feature_extractor(config, *, rfcn=False):
     kwargs['conv_hyperparams'] = _hyperparams(config, 'conv_hyperparams')
   if rfcn and 'resnet' in config.type:
     kwargs['conv5_stride'] = 1
+  if rfcn and 'mobilenet' in config.type:
+    kwargs['second_stage_stride'] = 1
   if 'mobilenet' in config.type:
     kwargs.update(depth_multiplier=config.depth_multiplier,
                   min_depth=config.min_depth)
@@ -129,14 +134,14 @@ def build(config, *, is_training):
       atrous_rate=config.first_stage_atrous_rate,
       conv_hyperparams=rpn_hyperparams)
   similarity = region_similarity_calculator.IouSimilarity()
-  coder = faster_rcnn_box_coder.FasterRcnnBoxCoder()
+  # Both stages encode with scale factors [10, 10, 5, 5] (TF OD API
+  # create_target_assigner('FasterRCNN', ...); Huang et al. 2017 Sec. 3.2.2).
   first_assigner = target_assigner.TargetAssigner(
       similarity, _matcher(config, 'first_stage_matcher', 0.7, 0.3, True),
-      coder)
+      faster_rcnn_box_coder.FasterRcnnBoxCoder(_BOX_CODER_SCALES))
   second_assigner = target_assigner.TargetAssigner(
       similarity, _matcher(config, 'second_stage_matcher', 0.5, 0.5, False),
-      faster_rcnn_box_coder.FasterRcnnBoxCoder(
-          scale_factors=(10.0, 10.0, 5.0, 5.0)))
+      faster_rcnn_box_coder.FasterRcnnBoxCoder(_BOX_CODER_SCALES))
   kind, second_predictor = _second_stage_predictor(config, config.num_classes)
   extractor = build_feature_extractor(
       _required(config, 'feature_extractor'),

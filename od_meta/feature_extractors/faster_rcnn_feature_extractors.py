@@ -581,6 +581,9 @@ class FasterRCNNResNet101KerasFeatureExtractor(
 # ----------------------------------------------------------------------------
 
 
+_MOBILENET_DEPTHWISE = re.compile(r'block_(\d+)_depthwise')
+
+
 def _same_padding_edit(layer, config, in_first_stage):
   """'valid' strided convs / pools -> 'same'; correct_pad paddings -> identity.
 
@@ -615,17 +618,27 @@ class FasterRCNNMobileNetV2KerasFeatureExtractor(FasterRCNNFeatureExtractor):
       multiples of 8, so the default 8 changes nothing; a larger value with
       weights='imagenet' raises ValueError when it changes a layer.
 
+    second_stage_stride: 2 (default: block_13 halves the map) or 1:
+      block_13's depthwise conv keeps stride 1 and the later depthwise convs
+      are dilated by 2, so the second stage run on a whole map stays at
+      stride 16 (R-FCN's a trous conv5, Dai et al. 2016 Sec. 2.3, applied
+      to MobileNetV2).
+
   Raises:
-    ValueError: depth_multiplier <= 0, min_depth < 1, stride != 16, and the
-      base-class errors.
+    ValueError: depth_multiplier <= 0, min_depth < 1, stride != 16,
+      second_stage_stride not 1 or 2, and the base-class errors.
   """
 
   _DEFAULT_NAME = 'faster_rcnn_mobilenet_v2_feature_extractor'
 
   def __init__(self, *, depth_multiplier: float = 1.0, min_depth: int = 8,
                first_stage_features_stride: int = 16,
+               second_stage_stride: int = 2,
                batch_norm_trainable: bool = False, weights=None,
                conv_hyperparams=None, name: Optional[str] = None):
+    if second_stage_stride not in (1, 2):
+      raise ValueError('second_stage_stride must be 1 or 2, got '
+                       f'{second_stage_stride!r}')
     super().__init__(first_stage_features_stride=first_stage_features_stride,
                      batch_norm_trainable=batch_norm_trainable,
                      weights=weights, conv_hyperparams=conv_hyperparams,
@@ -636,15 +649,25 @@ class FasterRCNNMobileNetV2KerasFeatureExtractor(FasterRCNNFeatureExtractor):
       raise ValueError(f'min_depth must be >= 1, got {min_depth}')
     self._depth_multiplier = float(depth_multiplier)
     self._min_depth = int(min_depth)
+    self._second_stage_stride = int(second_stage_stride)
     base = tf.keras.applications.MobileNetV2(
         input_shape=(None, None, 3), alpha=depth_multiplier,
         include_top=False, weights=_keras_weights(self.backbone_weights))
+
+    atrous = self._second_stage_stride == 1
 
     def edit(layer, config, in_first_stage):
       if (isinstance(layer, keras.layers.Conv2D) and
           not isinstance(layer, keras.layers.DepthwiseConv2D) and
           config['filters'] < self._min_depth):
         config['filters'] = self._min_depth
+      match = _MOBILENET_DEPTHWISE.fullmatch(layer.name)
+      if atrous and match and int(match.group(1)) >= 13:
+        if int(match.group(1)) == 13:
+          config['strides'] = (1, 1)
+          config['padding'] = 'same'
+        else:
+          config['dilation_rate'] = (2, 2)
       return _same_padding_edit(layer, config, in_first_stage)
 
     self._build_stages(base, proposal_layer='block_12_add',
@@ -654,6 +677,11 @@ class FasterRCNNMobileNetV2KerasFeatureExtractor(FasterRCNNFeatureExtractor):
   def depth_multiplier(self) -> float:
     """MobileNetV2 alpha."""
     return self._depth_multiplier
+
+  @property
+  def second_stage_stride(self) -> int:
+    """1 (atrous second stage) or 2."""
+    return self._second_stage_stride
 
   def preprocess(self, images):
     """Maps RGB [0, 255] to [-1, 1]: x / 127.5 - 1."""

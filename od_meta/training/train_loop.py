@@ -348,9 +348,9 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
         tf.summary.scalar('learning_rate', lr, step=step)
         tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
         eta = (num_train_steps - step) / max(steps_per_sec, 1e-9)
-        terms = ' '.join(f'{k.split("/")[-1].replace("_loss", "")}='
-                         f'{v:.4f}' for k, v in values.items()
-                         if k != 'Loss/total_loss')
+        terms = ' '.join(
+            f'{k.replace("Loss/", "", 1).replace("_loss", "")}={v:.4f}'
+            for k, v in values.items() if k != 'Loss/total_loss')
         print_fn(f'step {step}/{num_train_steps} loss={values["Loss/total_loss"]:.4f} '
                  f'({terms}) lr={lr:.3g} {steps_per_sec:.2f} steps/s '
                  f'ETA {_format_eta(eta)}')

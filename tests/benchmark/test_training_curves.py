@@ -49,3 +49,15 @@ def test_checkpoint_times_reads_manager_checkpoints(tmp_path):
   assert all(t[2] >= 5.0 for t in times)
   with pytest.raises(ValueError, match='no checkpoints'):
     tc.checkpoint_times(str(tmp_path / 'empty'), 0.0)
+
+
+def test_checkpoint_times_with_a_relative_model_dir(tmp_path, monkeypatch):
+  # A relative --output_dir (e.g. runs/study) must not give doubled paths.
+  monkeypatch.chdir(tmp_path)
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(v=tf.Variable(1.0)), os.path.join('runs', 'm'),
+      max_to_keep=2)
+  manager.save(checkpoint_number=3)
+  times = tc.checkpoint_times(os.path.join('runs', 'm'), 0.0)
+  assert [t[0] for t in times] == [3]
+  assert os.path.exists(times[0][1] + '.index')

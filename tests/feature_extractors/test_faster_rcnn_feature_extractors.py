@@ -370,3 +370,28 @@ def test_weights_are_shared_and_checkpointed_once():
   assert ({id(v) for v in e.proposal_feature_extractor_model.weights} |
           {id(v) for v in e.box_classifier_feature_extractor_model.weights}
           ) == set(ids)
+
+
+def test_mobilenet_atrous_second_stage_keeps_stride_16():
+  # R-FCN runs the second stage on the whole first-stage map: with
+  # second_stage_stride=1 block_13 keeps the 8x8 map of a 128x128 input
+  # (stride 16) instead of halving it, with the same weights' shapes.
+  strided = fe.FasterRCNNMobileNetV2KerasFeatureExtractor(
+      depth_multiplier=0.35, batch_norm_trainable=True)
+  atrous = fe.FasterRCNNMobileNetV2KerasFeatureExtractor(
+      depth_multiplier=0.35, batch_norm_trainable=True,
+      second_stage_stride=1)
+  assert atrous.second_stage_stride == 1
+  x = tf.zeros([1, 128, 128, 3])
+  features = atrous.extract_proposal_features(x)
+  assert features.shape == (1, 8, 8, 32)
+  assert atrous.extract_box_classifier_features(features).shape == (
+      1, 8, 8, 1280)
+  assert strided.extract_box_classifier_features(
+      strided.extract_proposal_features(x)).shape == (1, 4, 4, 1280)
+  assert ([tuple(v.shape) for v in atrous.keras_model.weights] ==
+          [tuple(v.shape) for v in strided.keras_model.weights])
+  layer = atrous.keras_model.get_layer('block_14_depthwise')
+  assert tuple(layer.dilation_rate) == (2, 2)
+  with pytest.raises(ValueError, match='second_stage_stride'):
+    fe.FasterRCNNMobileNetV2KerasFeatureExtractor(second_stage_stride=4)

@@ -273,3 +273,41 @@ def test_train_steps_lower_the_loss_under_tf_function():
 def test_constructor_errors():
   with pytest.raises(ValueError, match='number_of_stages'):
     _build(number_of_stages=3)
+
+
+def test_rpn_targets_and_sampling_golden():
+  # Six hand-placed anchors (normalized, 64x64 image = true window) and one
+  # groundtruth box g = [0.175, 0.175, 0.675, 0.675]:
+  #   a0 [0.125, 0.125, 0.625, 0.625]: IoU 0.45^2 / (0.5 - 0.2025) = 0.68
+  #      < 0.7, but the best anchor of g -> positive (force match);
+  #   a1 [0.5, 0.5, 0.75, 0.75]: IoU 0.11 < 0.3 -> negative;
+  #   a2 [0, 0, 0.25, 0.25]: IoU 0.02 -> negative;
+  #   a3 [-0.1, 0.5, 0.3, 0.9]: crosses the border -> not sampled;
+  #   a4 [0.125, 0.375, 0.625, 0.875]: IoU 0.135 / 0.365 = 0.37, in the
+  #      ignore band [0.3, 0.7) -> not sampled;
+  #   a5 [0.75, 0.75, 1, 1]: IoU 0 -> negative.
+  # Minibatch 16 at fraction 0.5: 1 positive + the 3 negatives = 4 sampled.
+  # Zero predictions: objectness CE = ln 2 per sampled anchor, / 4 -> ln 2.
+  # a0's target (Faster R-CNN coder, no scaling): ty = tx = (0.425 -
+  # 0.375) / 0.5 = 0.1, th = tw = 0; smooth L1 0.5 * 0.1^2 * 2 = 0.01, / 4.
+  model = _build(number_of_stages=1)
+  anchors = tf.constant([[0.125, 0.125, 0.625, 0.625],
+                         [0.5, 0.5, 0.75, 0.75],
+                         [0.0, 0.0, 0.25, 0.25],
+                         [-0.1, 0.5, 0.3, 0.9],
+                         [0.125, 0.375, 0.625, 0.875],
+                         [0.75, 0.75, 1.0, 1.0]])
+  model.provide_groundtruth(
+      groundtruth_boxes_list=[tf.constant([[0.175, 0.175, 0.675, 0.675]])],
+      groundtruth_classes_list=[tf.constant([0])])
+  predictions = {
+      'preprocessed_inputs': tf.zeros([1, 64, 64, 3]),
+      'anchors': anchors,
+      'rpn_box_encodings': tf.zeros([1, 6, 4]),
+      'rpn_objectness_predictions_with_background': tf.zeros([1, 6, 2]),
+  }
+  losses_dict = model.loss(predictions, tf.constant([[64, 64, 3]]))
+  np.testing.assert_allclose(losses_dict['Loss/RPNLoss/objectness_loss'],
+                             np.log(2.0), rtol=1e-5)
+  np.testing.assert_allclose(losses_dict['Loss/RPNLoss/localization_loss'],
+                             0.01 / 4, rtol=1e-4)
