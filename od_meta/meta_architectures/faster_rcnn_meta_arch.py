@@ -263,6 +263,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
     Returns:
       dict with
         'preprocessed_inputs';
+        'rpn_features_to_crop' float32 `[B, h, w, C]` first-stage features;
         'rpn_box_encodings' float32 `[B, A, 4]`;
         'rpn_objectness_predictions_with_background' float32 `[B, A, 2]`
           (logits: background, object);
