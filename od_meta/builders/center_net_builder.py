@@ -20,9 +20,13 @@ from od_meta.target_assigners import center_net_target_assigner
 def build_feature_extractor(config, *, field='feature_extractor'):
   """Returns the `CenterNetFeatureExtractor` of its message.
 
+  `use_depthwise` is read by the meta-architecture builders (prediction
+  heads); `upsampling_interpolation` applies to the Hourglass backbones.
+
   Raises:
     ValueError: on an empty or unknown `type` (the error lists the known
-      ones) or a bad neck setting.
+      ones), a bad neck setting or an `upsampling_interpolation` the
+      extractor cannot use.
   """
   builder_utils.check_message_type(
       config, center_net_pb2.CenterNetFeatureExtractor,
@@ -33,8 +37,22 @@ def build_feature_extractor(config, *, field='feature_extractor'):
   if config.type not in cnfe.BACKBONES:
     raise ValueError(f'{field}.type: unknown extractor {config.type!r}; '
                      f'known: {", ".join(sorted(cnfe.BACKBONES))}')
-  backbone = cnfe.BACKBONES[config.type](
-      weights=config.weights, depth_multiplier=config.depth_multiplier)
+  backbone_kwargs = {}
+  if config.type in cnfe.UPSAMPLING_BACKBONES:
+    backbone_kwargs['upsampling_interpolation'] = (
+        config.upsampling_interpolation)
+  elif config.upsampling_interpolation != 'nearest':
+    raise ValueError(
+        f'{field}.upsampling_interpolation: {config.type} has no upsampling '
+        'layers it applies to (only '
+        f'{", ".join(cnfe.UPSAMPLING_BACKBONES)} do; the up-convolution neck '
+        'uses transposed convs)')
+  try:
+    backbone = cnfe.BACKBONES[config.type](
+        weights=config.weights, depth_multiplier=config.depth_multiplier,
+        **backbone_kwargs)
+  except ValueError as e:
+    raise ValueError(f'{field}: {e}') from e
   neck = None
   if not cnfe.returns_map_list(backbone):
     up = config.up_convolution
@@ -158,7 +176,43 @@ def _keypoint_params(center_net, num_classes):
       box_scale=task.box_scale,
       candidate_search_scale=task.candidate_search_scale,
       candidate_ranking_mode=task.candidate_ranking_mode,
-      per_keypoint_offset=task.per_keypoint_offset)
+      per_keypoint_offset=task.per_keypoint_offset,
+      keypoint_flip_permutation=_flip_permutation(center_net, task,
+                                                  len(labels)))
+
+
+def _flip_permutation(center_net, task, num_keypoints):
+  """keypoint_estimation_task.keypoint_flip_permutation, or None.
+
+  Raises:
+    ValueError: naming the field, when flip_test is on and it is empty, or
+      it is not a permutation of the task's keypoints.
+  """
+  field = 'center_net.keypoint_estimation_task.keypoint_flip_permutation'
+  permutation = list(task.keypoint_flip_permutation)
+  if not permutation:
+    if center_net.flip_test:
+      raise ValueError(f'{field} is required with flip_test (it says which '
+                       'keypoints swap in a mirror, e.g. left / right)')
+    return None
+  if sorted(permutation) != list(range(num_keypoints)):
+    raise ValueError(f'{field}: {permutation} is not a permutation of the '
+                     f'{num_keypoints} keypoints (0..{num_keypoints - 1})')
+  return permutation
+
+
+def _offset_peak_radius(center_net):
+  """keypoint_estimation_task.offset_peak_radius (0 without a task).
+
+  Raises:
+    ValueError: naming the field, for a negative radius.
+  """
+  tasks = center_net.keypoint_estimation_task
+  radius = tasks[0].offset_peak_radius if tasks else 0
+  if radius < 0:
+    raise ValueError('center_net.keypoint_estimation_task.offset_peak_radius '
+                     f'must be >= 0, got {radius}')
+  return radius
 
 
 def check_num_classes(config, message):
@@ -209,7 +263,10 @@ def build(config, *, is_training):
       min_overlap=center.min_box_overlap_iou,
       keypoint_std_devs=(keypoint_params.keypoint_std_dev
                          if keypoint_params else None),
-      compute_keypoints=keypoint_params is not None)
+      compute_keypoints=keypoint_params is not None,
+      per_keypoint_offset=bool(keypoint_params and
+                               keypoint_params.per_keypoint_offset),
+      offset_peak_radius=_offset_peak_radius(config))
   return center_net_meta_arch.CenterNetMetaArch(
       is_training=is_training, num_classes=config.num_classes,
       image_resizer_fn=image_resizer_builder.build(config.image_resizer),
@@ -217,5 +274,6 @@ def build(config, *, is_training):
       object_center_params=center_params,
       object_detection_params=detection_params,
       keypoint_params=keypoint_params, flip_test=config.flip_test,
-      head_channels=config.head_channels)
+      head_channels=config.head_channels,
+      use_depthwise=config.feature_extractor.use_depthwise)
 

@@ -45,4 +45,5 @@ def build(config, *, is_training):
       is_training=is_training, num_classes=config.num_classes,
       image_resizer_fn=image_resizer_builder.build(config.image_resizer),
       feature_extractor=extractor, target_assigner=assigner, params=params,
-      head_channels=config.head_channels)
+      head_channels=config.head_channels,
+      use_depthwise=config.feature_extractor.use_depthwise)

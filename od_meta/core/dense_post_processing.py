@@ -609,3 +609,61 @@ def flip_test_merge(heatmap, heatmap_flipped, size, size_flipped):
   merged_size = (tensors['size'] +
                  tf.reverse(tensors['size_flipped'], axis=[2])) / 2.0
   return merged_heatmap, merged_size
+
+
+def unflip_keypoint_maps(keypoint_heatmap_flipped, keypoint_regression_flipped,
+                         flip_permutation):
+  """Maps a mirrored image's keypoint maps back to the image's frame.
+
+  CenterNet's pose flip test (Zhou et al. 2019, reference `multi_pose`
+  decoding: `flip_lr` / `flip_lr_off`) averages the keypoint heatmaps and
+  the center-to-keypoint regressions of the image and its mirror. The
+  mirror's maps are reversed along the width axis, their keypoint types are
+  swapped back (the mirror's left eye is the image's right eye) and the x
+  components of the regression vectors change sign. The local keypoint
+  offsets are not merged (as in the reference code).
+
+  Args:
+    keypoint_heatmap_flipped: float [B, h, w, K] keypoint heatmaps of the
+      mirrored image (any monotonic scale; probabilities for averaging).
+    keypoint_regression_flipped: float [B, h, w, 2K] interleaved
+      (dy0, dx0, dy1, ...) center-to-keypoint vectors of the mirrored image,
+      output-stride pixels.
+    flip_permutation: K ints, the augmentation convention (TF OD API
+      `keypoint_flip_permutation`): keypoint k of a mirrored image is
+      keypoint `flip_permutation[k]` of the original, e.g. [0, 2, 1] for
+      (nose, left_eye, right_eye).
+
+  Returns:
+    heatmap: float32 [B, h, w, K] in the image's frame and keypoint order.
+    regression: float32 [B, h, w, 2K] in the image's frame and order.
+
+  Raises:
+    ValueError: a permutation that is not one of range(K), or ranks /
+      channel counts that do not match it.
+  """
+  heatmap = _to_float(keypoint_heatmap_flipped, 'keypoint_heatmap_flipped')
+  regression = _to_float(keypoint_regression_flipped,
+                         'keypoint_regression_flipped')
+  _check_rank(heatmap, 4, 'keypoint_heatmap_flipped', '[B, h, w, K]')
+  _check_rank(regression, 4, 'keypoint_regression_flipped', '[B, h, w, 2K]')
+  perm = [int(k) for k in flip_permutation]
+  num = len(perm)
+  if sorted(perm) != list(range(num)):
+    raise ValueError(f'flip_permutation {perm} is not a permutation of '
+                     f'0..{num - 1}.')
+  if heatmap.shape[-1] != num or regression.shape[-1] != 2 * num:
+    raise ValueError(
+        f'flip_permutation has {num} entries but the maps have '
+        f'{heatmap.shape[-1]} heatmap and {regression.shape[-1]} regression '
+        'channels (expected K and 2K).')
+  # Type j of the image is type k of the mirror where perm[k] == j.
+  inverse = [0] * num
+  for k, j in enumerate(perm):
+    inverse[j] = k
+  heatmap = tf.gather(tf.reverse(heatmap, axis=[2]), inverse, axis=3)
+  shape = tf.shape(regression)
+  vectors = tf.reshape(tf.reverse(regression, axis=[2]),
+                       tf.concat([shape[:3], [num, 2]], 0))
+  vectors = tf.gather(vectors * tf.constant([1.0, -1.0]), inverse, axis=3)
+  return heatmap, tf.reshape(vectors, shape)

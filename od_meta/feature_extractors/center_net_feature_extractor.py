@@ -65,16 +65,19 @@ def _darknet_53(*, weights='', depth_multiplier=1.0, batch_norm_momentum=0.9):
 
 
 def _hourglass(preset_fn, architecture):
-  def factory(*, weights='', depth_multiplier=1.0, batch_norm_momentum=0.9):
+  def factory(*, weights='', depth_multiplier=1.0, batch_norm_momentum=0.9,
+              upsampling_interpolation='nearest'):
     _no_imagenet(architecture, weights)
     return preset_fn(depth_multiplier=depth_multiplier,
-                     batch_norm_momentum=batch_norm_momentum)
+                     batch_norm_momentum=batch_norm_momentum,
+                     upsampling_interpolation=upsampling_interpolation)
   return factory
 
 
 # Config type string -> backbone factory(*, weights, depth_multiplier,
-# batch_norm_momentum). 'hourglass_*' return lists of maps and take no neck;
-# the others return stage dicts {4, 8, 16, 32: map}.
+# batch_norm_momentum). 'hourglass_*' return lists of maps and take no neck
+# (their factories also take `upsampling_interpolation`, see
+# `UPSAMPLING_BACKBONES`); the others return stage dicts {4, 8, 16, 32: map}.
 BACKBONES = {
     'resnet_v1_18': _resnet_v1_small(18),
     'resnet_v1_34': _resnet_v1_small(34),
@@ -86,6 +89,11 @@ BACKBONES = {
     'hourglass_small': _hourglass(hourglass.hourglass_small,
                                   'hourglass_small'),
 }
+
+
+# Backbones whose factory takes `upsampling_interpolation` (the 2x
+# upsampling inside each hourglass module).
+UPSAMPLING_BACKBONES = ('hourglass_104', 'hourglass_small')
 
 
 def returns_map_list(backbone) -> bool:

@@ -81,6 +81,21 @@ class ConvBNReLU(tf.keras.layers.Layer):
     return tf.nn.relu(x) if self.relu else x
 
 
+UPSAMPLING_INTERPOLATIONS = ('nearest', 'bilinear')
+
+
+def check_interpolation(value: str) -> str:
+  """Returns `value` if it is a known upsampling interpolation.
+
+  Raises:
+    ValueError: naming the allowed values.
+  """
+  if value not in UPSAMPLING_INTERPOLATIONS:
+    raise ValueError(f'upsampling_interpolation must be one of '
+                     f'{UPSAMPLING_INTERPOLATIONS}, got {value!r}')
+  return value
+
+
 class HourglassModule(keras_tracking.CheckpointTrackedCollections,
                       tf.keras.layers.Layer):
   """One recursive hourglass (CornerNet `kp_module`; module docstring).
@@ -91,17 +106,24 @@ class HourglassModule(keras_tracking.CheckpointTrackedCollections,
     blocks_per_stage: n + 1 ints >= 1: residual blocks per level (the last
       is the number of blocks in the middle, lowest resolution).
     batch_norm_momentum, batch_norm_epsilon: BN settings.
+    upsampling_interpolation: 'nearest' (CornerNet's nearest-neighbour 2x
+      upsampling of the low branch) or 'bilinear'.
     name: layer name.
 
   Call: float32 [B, h, w, channel_dims[0]] -> same shape.
+
+  Raises:
+    ValueError: an unknown `upsampling_interpolation`.
   """
 
   def __init__(self, channel_dims: Sequence[int],
                blocks_per_stage: Sequence[int],
                batch_norm_momentum: float = 0.9,
                batch_norm_epsilon: float = 1e-5,
+               upsampling_interpolation: str = 'nearest',
                name: Optional[str] = None, **kwargs):
     super().__init__(name=name, **kwargs)
+    self._interpolation = check_interpolation(upsampling_interpolation)
     dims = [int(d) for d in channel_dims]
     mods = [int(m) for m in blocks_per_stage]
     curr_dim, next_dim = dims[0], dims[1]
@@ -119,7 +141,8 @@ class HourglassModule(keras_tracking.CheckpointTrackedCollections,
         for i in range(1, curr_mod)]
     if len(dims) > 2:
       self.inner = HourglassModule(dims[1:], mods[1:], batch_norm_momentum,
-                                   batch_norm_epsilon, name='inner')
+                                   batch_norm_epsilon, self._interpolation,
+                                   name='inner')
       self.low2 = []
     else:
       self.inner = None
@@ -144,7 +167,11 @@ class HourglassModule(keras_tracking.CheckpointTrackedCollections,
       low = self.inner(low, training=training)
     for layer in self.low2 + self.low3:
       low = layer(low, training=training)
-    up2 = tf.repeat(tf.repeat(low, 2, axis=1), 2, axis=2)
+    if self._interpolation == 'nearest':
+      up2 = tf.repeat(tf.repeat(low, 2, axis=1), 2, axis=2)
+    else:
+      size = tf.shape(low)[1:3] * 2
+      up2 = tf.cast(tf.image.resize(low, size, method='bilinear'), low.dtype)
     return up1 + up_convolution_neck.crop_to(up2, up1)
 
 
@@ -164,6 +191,8 @@ class HourglassNetwork(keras_tracking.CheckpointTrackedCollections,
     min_depth: int >= 1.
     batch_norm_momentum: BN momentum in [0, 1] (Keras meaning).
     batch_norm_epsilon: BN epsilon.
+    upsampling_interpolation: 'nearest' (default, CornerNet) or 'bilinear',
+      the 2x upsampling inside every hourglass module.
     name: model name.
 
   Call:
@@ -176,7 +205,7 @@ class HourglassNetwork(keras_tracking.CheckpointTrackedCollections,
   Raises:
     ValueError: num_stacks < 1, fewer than 2 channel_dims, lengths of
       channel_dims and blocks_per_stage that differ, a value < 1, bad width /
-      momentum, images not rank 4.
+      momentum, an unknown upsampling_interpolation, images not rank 4.
   """
 
   def __init__(self, num_stacks: int = 2, stem_channels: int = 128,
@@ -186,9 +215,11 @@ class HourglassNetwork(keras_tracking.CheckpointTrackedCollections,
                cnv_dim: int = 256, depth_multiplier: float = 1.0,
                min_depth: int = 8, batch_norm_momentum: float = 0.9,
                batch_norm_epsilon: float = 1e-5,
+               upsampling_interpolation: str = 'nearest',
                name: Optional[str] = 'hourglass'):
     resnet_v1_small.check_width_args(depth_multiplier, min_depth,
                                      batch_norm_momentum)
+    check_interpolation(upsampling_interpolation)
     channel_dims = tuple(int(d) for d in channel_dims)
     blocks_per_stage = tuple(int(b) for b in blocks_per_stage)
     if int(num_stacks) < 1:
@@ -218,8 +249,10 @@ class HourglassNetwork(keras_tracking.CheckpointTrackedCollections,
     self.stem_residual = resnet_v1_small.BasicBlock(dims[0], 2,
                                                     name='stem_residual',
                                                     **bn)
-    self.hourglasses = [HourglassModule(dims, blocks_per_stage,
-                                        name=f'hourglass{i}', **bn)
+    self.hourglasses = [HourglassModule(
+        dims, blocks_per_stage,
+        upsampling_interpolation=upsampling_interpolation,
+        name=f'hourglass{i}', **bn)
                         for i in range(self.num_stacks)]
     self.output_convs = [ConvBNReLU(self._out_channels, 3, 1,
                                     name=f'output_conv{i}', **bn)

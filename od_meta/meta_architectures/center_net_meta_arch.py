@@ -101,6 +101,10 @@ class KeypointEstimationParams:
       `dense_post_processing.snap_keypoints_to_candidates`.
     per_keypoint_offset: one local offset per keypoint type (2K channels)
       instead of a shared one (2).
+    keypoint_flip_permutation: K ints for the flip test (keypoint k of a
+      mirrored image is keypoint `keypoint_flip_permutation[k]` of the
+      original); None = identity. Required in practice for left / right
+      keypoints.
   """
   task_name: str
   num_keypoints: int
@@ -121,6 +125,7 @@ class KeypointEstimationParams:
   candidate_search_scale: float = 0.3
   candidate_ranking_mode: str = 'min_distance'
   per_keypoint_offset: bool = False
+  keypoint_flip_permutation: Optional[Sequence[int]] = None
 
 
 class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
@@ -128,7 +133,7 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
 
   Args:
     is_training, num_classes, image_resizer_fn, feature_extractor,
-    head_channels: see `DenseHeatmapMetaArch`.
+    head_channels, use_depthwise: see `DenseHeatmapMetaArch`.
     target_assigner: a `CenterNetTargetAssigner` with the extractor's stride.
     object_center_params: `ObjectCenterParams`.
     object_detection_params: `ObjectDetectionParams`, or None for heatmaps
@@ -139,7 +144,8 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     name: Keras layer name.
 
   Raises:
-    ValueError: if the assigner's stride differs from the extractor's.
+    ValueError: if the assigner's stride differs from the extractor's, or
+      its per_keypoint_offset from keypoint_params'.
   """
 
   def __init__(self, *, is_training, num_classes, image_resizer_fn,
@@ -148,7 +154,7 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
                object_detection_params: Optional[ObjectDetectionParams],
                keypoint_params: Optional[KeypointEstimationParams] = None,
                flip_test: bool = False, head_channels: int = 64,
-               name: Optional[str] = None):
+               use_depthwise: bool = False, name: Optional[str] = None):
     self._center_params = object_center_params
     self._detection_params = object_detection_params
     self._keypoint_params = keypoint_params
@@ -156,11 +162,26 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
                      image_resizer_fn=image_resizer_fn,
                      feature_extractor=feature_extractor,
                      head_channels=head_channels,
+                     use_depthwise=use_depthwise,
                      name=name or 'center_net')
     if target_assigner.stride != self.stride:
       raise ValueError(
           f'the target assigner stride ({target_assigner.stride}) differs '
           f'from the feature extractor output stride ({self.stride})')
+    if (keypoint_params is not None and
+        getattr(target_assigner, 'per_keypoint_offset', False) !=
+        keypoint_params.per_keypoint_offset):
+      raise ValueError(
+          'the target assigner and keypoint_params disagree on '
+          'per_keypoint_offset (build both from the same config)')
+    if keypoint_params is not None and (
+        keypoint_params.keypoint_flip_permutation is not None):
+      permutation = [int(k) for k in
+                     keypoint_params.keypoint_flip_permutation]
+      if sorted(permutation) != list(range(keypoint_params.num_keypoints)):
+        raise ValueError(
+            f'keypoint_flip_permutation {permutation} is not a permutation '
+            f'of the {keypoint_params.num_keypoints} keypoints')
     self._target_assigner = target_assigner
     self._flip_test = bool(flip_test)
 
@@ -183,8 +204,9 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     """See `DenseHeatmapMetaArch.predict`.
 
     With `flip_test` and `training=False`, the mirrored batch is run too and
-    its last-stack object_center / box_scale outputs are added under
-    'object_center_flipped' / 'box_scale_flipped' for `postprocess`.
+    its last-stack object_center / box_scale (and keypoint_heatmap /
+    keypoint_regression) outputs are added under '<name>_flipped' for
+    `postprocess`.
     """
     if not self._flip_test or training:
       return super().predict(preprocessed_inputs, true_image_shapes,
@@ -196,9 +218,10 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     out = {'preprocessed_inputs': preprocessed_inputs}
     for name in self.prediction_heads:
       out[name] = [p[:batch] for p in predictions[name]]
-    out[OBJECT_CENTER + '_flipped'] = predictions[OBJECT_CENTER][-1][batch:]
-    if BOX_SCALE in predictions:
-      out[BOX_SCALE + '_flipped'] = predictions[BOX_SCALE][-1][batch:]
+    for name in (OBJECT_CENTER, BOX_SCALE, KEYPOINT_HEATMAP,
+                 KEYPOINT_REGRESSION):
+      if name in predictions:
+        out[name + '_flipped'] = predictions[name][-1][batch:]
     return out
 
   # --------------------------------------------------------------------- loss
@@ -247,7 +270,7 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     kp = self._keypoint_params
     if kp is not None:
       num_keypoints = tf.maximum(
-          tf.reduce_sum(targets['keypoint_offset_weights']), 1.0)
+          tf.reduce_sum(targets['num_keypoints']), 1.0)
       kp_heatmap = tf.reduce_sum(kp.classification_loss(
           predictions[KEYPOINT_HEATMAP],
           targets['keypoint_heatmap'])) / num_keypoints
@@ -255,20 +278,12 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
           kp.localization_loss, predictions[KEYPOINT_REGRESSION],
           targets['keypoint_regression'],
           targets['keypoint_regression_weights'], num_keypoints)
-      kp_offset_pred = predictions[KEYPOINT_OFFSET]
-      kp_offset_target = targets['keypoint_offset']
-      if kp.per_keypoint_offset:
-        # Each keypoint type predicts its own (dy, dx); the target offset of
-        # a pixel is trained on the channels of the type(s) present there.
-        type_mask = tf.cast(targets['keypoint_heatmap'] >= 1.0, tf.float32)
-        kp_offset_weights = tf.repeat(type_mask, 2, axis=-1)
-        kp_offset_target = tf.tile(kp_offset_target,
-                                   [1, 1, 1, kp.num_keypoints])
-      else:
-        kp_offset_weights = targets['keypoint_offset_weights']
+      # Shared [h, w, 2] or per-type [h, w, 2K] offsets (the assigner was
+      # built with the same per_keypoint_offset).
       kp_offset = dense_meta_arch.dense_l1_loss(
-          kp.localization_loss, kp_offset_pred, kp_offset_target,
-          kp_offset_weights, num_keypoints)
+          kp.localization_loss, predictions[KEYPOINT_OFFSET],
+          targets['keypoint_offset'], targets['keypoint_offset_weights'],
+          num_keypoints)
       prefix = f'Loss/{kp.task_name}'
       losses[f'{prefix}/keypoint_heatmap'] = (
           kp.task_loss_weight * kp.keypoint_heatmap_loss_weight * kp_heatmap)
@@ -348,9 +363,21 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     kp = self._keypoint_params
     stride = float(self.stride)
     num = kp.num_keypoints
+    heatmap = tf.sigmoid(prediction_dict[KEYPOINT_HEATMAP][-1])
+    regression_map = prediction_dict[KEYPOINT_REGRESSION][-1]
+    if KEYPOINT_HEATMAP + '_flipped' in prediction_dict:
+      # CenterNet pose flip test: heatmaps and regressions averaged with the
+      # mirror's (types swapped back, dx negated); local offsets are not.
+      permutation = (kp.keypoint_flip_permutation if
+                     kp.keypoint_flip_permutation is not None else
+                     range(num))
+      heatmap_f, regression_f = dpp.unflip_keypoint_maps(
+          tf.sigmoid(prediction_dict[KEYPOINT_HEATMAP + '_flipped']),
+          prediction_dict[KEYPOINT_REGRESSION + '_flipped'], permutation)
+      heatmap = (heatmap + heatmap_f) / 2.0
+      regression_map = (regression_map + regression_f) / 2.0
     regression = dpp.gather_at_locations(
-        prediction_dict[KEYPOINT_REGRESSION][-1], peaks.y_indices,
-        peaks.x_indices)
+        regression_map, peaks.y_indices, peaks.x_indices)
     batch_k = tf.shape(regression)[:2]
     regression = tf.reshape(regression, tf.concat([batch_k, [num, 2]], 0))
     centers = tf.cast(tf.stack([peaks.y_indices, peaks.x_indices], -1),
@@ -359,8 +386,7 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     out_hw = tf.cast(tf.stack([height, width]), tf.float32) / stride
     boxes_out = boxes * tf.tile(out_hw, [2])
     keypoints, scores = dpp.snap_keypoints_to_candidates(
-        regressed, tf.sigmoid(prediction_dict[KEYPOINT_HEATMAP][-1]),
-        prediction_dict[KEYPOINT_OFFSET][-1], boxes_out,
+        regressed, heatmap, prediction_dict[KEYPOINT_OFFSET][-1], boxes_out,
         num_candidates_per_keypoint=kp.num_candidates_per_keypoint,
         keypoint_candidate_score_threshold=(
             kp.keypoint_candidate_score_threshold),

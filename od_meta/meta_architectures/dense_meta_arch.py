@@ -45,6 +45,9 @@ class DenseHeatmapMetaArch(model.DetectionModel):
       `preprocess(images)`, `call(preprocessed, training) -> list of
       [B, H / R, W / R, C] maps`, and `out_stride` (R).
     head_channels: channels of the 3x3 conv of every prediction head.
+    use_depthwise: depthwise separable 3x3 convs in the prediction heads
+      (`PredictionHead(use_depthwise=True)`, as the TF OD API's
+      `make_prediction_net`).
     name: Keras layer name.
 
   Raises:
@@ -53,7 +56,8 @@ class DenseHeatmapMetaArch(model.DetectionModel):
 
   def __init__(self, *, is_training: bool, num_classes: int,
                image_resizer_fn: Callable, feature_extractor,
-               head_channels: int = 64, name: Optional[str] = None):
+               head_channels: int = 64, use_depthwise: bool = False,
+               name: Optional[str] = None):
     super().__init__(num_classes=num_classes, name=name)
     self._is_training = is_training
     self._image_resizer_fn = image_resizer_fn
@@ -71,7 +75,8 @@ class DenseHeatmapMetaArch(model.DetectionModel):
       self.prediction_heads[head_name] = [
           center_net_heads.PredictionHead(
               num_outputs=num_outputs, head_channels=self._head_channels,
-              bias_init=bias_init, name=f'{head_name}_{i}')
+              bias_init=bias_init, use_depthwise=bool(use_depthwise),
+              name=f'{head_name}_{i}')
           for i in range(self._num_stacks)]
 
   # ------------------------------------------------------------ for subclasses

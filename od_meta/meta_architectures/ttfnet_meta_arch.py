@@ -65,7 +65,7 @@ class TTFNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
 
   Args:
     is_training, num_classes, image_resizer_fn, feature_extractor,
-    head_channels: see `DenseHeatmapMetaArch`.
+    head_channels, use_depthwise: see `DenseHeatmapMetaArch`.
     target_assigner: a `TTFNetTargetAssigner` with the extractor's stride.
     params: `TTFNetParams`.
     name: Keras layer name.
@@ -76,12 +76,14 @@ class TTFNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
 
   def __init__(self, *, is_training, num_classes, image_resizer_fn,
                feature_extractor, target_assigner, params: TTFNetParams,
-               head_channels: int = 64, name: Optional[str] = None):
+               head_channels: int = 64, use_depthwise: bool = False,
+               name: Optional[str] = None):
     self._params = params
     super().__init__(is_training=is_training, num_classes=num_classes,
                      image_resizer_fn=image_resizer_fn,
                      feature_extractor=feature_extractor,
-                     head_channels=head_channels, name=name or 'ttfnet')
+                     head_channels=head_channels,
+                     use_depthwise=use_depthwise, name=name or 'ttfnet')
     if target_assigner.stride != self.stride:
       raise ValueError(
           f'the target assigner stride ({target_assigner.stride}) differs '

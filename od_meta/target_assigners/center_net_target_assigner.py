@@ -248,7 +248,8 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
   """
 
   def __init__(self, *, stride, num_classes, min_overlap=0.7,
-               keypoint_std_devs=None, compute_keypoints=False):
+               keypoint_std_devs=None, compute_keypoints=False,
+               per_keypoint_offset=False, offset_peak_radius=0):
     """Creates the assigner.
 
     Args:
@@ -260,10 +261,18 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
         every keypoint, CenterNet's choice).
       compute_keypoints: bool, whether `assign` builds the keypoint targets
         (then `groundtruth_keypoints_list` is required).
+      per_keypoint_offset: bool, one sub-pixel offset target per keypoint
+        type (`keypoint_offset` has 2K channels) instead of one shared
+        2-channel map (TF OD API `per_keypoint_offset`).
+      offset_peak_radius: int >= 0, keypoint offsets are also trained at
+        the pixels within this Chebyshev radius (output-stride pixels) of the
+        keypoint's pixel, with target keypoint / stride - pixel (TF OD API
+        `offset_peak_radius`); 0 = only the keypoint's own pixel.
 
     Raises:
       ValueError: on a non-positive stride / num_classes, min_overlap out of
-        (0, 1) or a non-positive keypoint std dev.
+        (0, 1), a non-positive keypoint std dev or a negative
+        offset_peak_radius.
     """
     if isinstance(stride, bool) or not isinstance(stride, int) or stride <= 0:
       raise ValueError(f'stride must be a positive int, got {stride!r}.')
@@ -283,6 +292,12 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
     self._min_overlap = float(min_overlap)
     self._keypoint_std_devs = keypoint_std_devs
     self._compute_keypoints = bool(compute_keypoints)
+    if (isinstance(offset_peak_radius, bool) or
+        not isinstance(offset_peak_radius, int) or offset_peak_radius < 0):
+      raise ValueError('offset_peak_radius must be an int >= 0, got '
+                       f'{offset_peak_radius!r}.')
+    self._per_keypoint_offset = bool(per_keypoint_offset)
+    self._offset_peak_radius = offset_peak_radius
 
   @property
   def stride(self):
@@ -291,6 +306,10 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
   @property
   def num_classes(self):
     return self._num_classes
+
+  @property
+  def per_keypoint_offset(self):
+    return self._per_keypoint_offset
 
   # Plain tensor code (no tensor-dependent Python control flow): AutoGraph
   # conversion is skipped to keep tracing cheap inside tf.function.
@@ -334,10 +353,16 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
           out, at the object's center pixel.
         'keypoint_regression_weights': `[B, h, w, 2K]` 1 at the center
           pixel for visible keypoints (both y and x entries).
-        'keypoint_offset': `[B, h, w, 2]` keypoint / stride - floor(...) at
-          each visible keypoint's own pixel (if several land on one pixel,
-          the one of the smaller box wins, then the lower keypoint index).
-        'keypoint_offset_weights': `[B, h, w]`.
+        'keypoint_offset': `[B, h, w, 2]` keypoint / stride - pixel at each
+          visible keypoint's own pixel floor(keypoint / stride) and, with
+          `offset_peak_radius` r, at the pixels within Chebyshev distance r
+          of it (if several land on one pixel, the nearer one wins, then the
+          one of the smaller box, then the lower keypoint index). With
+          `per_keypoint_offset`: `[B, h, w, 2K]` interleaved (y0, x0, y1,
+          ...), keypoint type k on channels 2k, 2k + 1.
+        'keypoint_offset_weights': `[B, h, w]`, or `[B, h, w, 2K]` with
+          `per_keypoint_offset`.
+        'num_keypoints': `[B]` number of visible keypoints used.
 
     Raises:
       ValueError: on missing / mismatched lists or bad static shapes,
@@ -406,7 +431,7 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
     static = (height // self._stride if isinstance(height, int) else None,
               width // self._stride if isinstance(width, int) else None)
     for key, value in targets.items():
-      if key != 'num_objects':
+      if key not in ('num_objects', 'num_keypoints'):
         value.set_shape(static + tuple(value.shape[2:]))
     return targets
 
@@ -490,21 +515,53 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
         scatter_idx, tf.gather_nd(reg_weights, winner_idx), dense_shape)
     reg_shape = tf.concat([map_shape, [2 * num_keypoints]], 0)
 
-    # Sub-pixel offsets at each keypoint's own pixel.
-    kp_flat = tf.reshape(kp_loc[:, :, 0] * out_w + kp_loc[:, :, 1], [-1])
-    kp_prio = tf.reshape(
-        gt['priority'][:, tf.newaxis] * num_keypoints +
-        tf.range(num_keypoints)[tf.newaxis, :], [-1])
-    kp_offset = tf.reshape(kp - tf.cast(kp_loc, tf.float32), [-1, 2])
+    # Sub-pixel offsets at each keypoint's pixel and, with a peak radius,
+    # its neighbours: entries [N, K, n] for the n = (2r + 1)^2 shifts,
+    # nearest shift first in the priority.
+    r = self._offset_peak_radius
+    shifts = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    shifts.sort(key=lambda d: (max(abs(d[0]), abs(d[1])), abs(d[0]) +
+                               abs(d[1])))
+    num_shifts = len(shifts)
+    shift = tf.constant(shifts, tf.int32)  # [n, 2]
+    pixels = kp_loc[:, :, tf.newaxis, :] + shift  # [N, K, n, 2]
+    in_map = tf.reduce_all(
+        (pixels >= 0) & (pixels < tf.stack([out_h, out_w])), axis=3)
+    entry_valid = tf.reshape(visible[:, :, tf.newaxis] & in_map, [-1])
+    kp_offset = tf.reshape(
+        kp[:, :, tf.newaxis, :] - tf.cast(pixels, tf.float32), [-1, 2])
     kp_offset.set_shape([None, 2])
-    offset_map, offset_mask, _ = scatter_winners(
-        kp_flat, kp_prio, tf.reshape(visible, [-1]), kp_offset,
-        out_h * out_w)
+    pixel_flat = pixels[..., 0] * out_w + pixels[..., 1]  # [N, K, n]
+    # Priority: shift rank, then box priority, then keypoint index.
+    box_prio = gt['priority'][:, tf.newaxis, tf.newaxis]
+    kp_index = tf.range(num_keypoints)[tf.newaxis, :, tf.newaxis]
+    shift_rank = tf.range(num_shifts)[tf.newaxis, tf.newaxis, :]
+    kp_prio = (shift_rank * (num_boxes * num_keypoints) +
+               box_prio * num_keypoints + kp_index)
+    if self._per_keypoint_offset:
+      # One segment per (pixel, keypoint type): no competition across types.
+      pixel_flat = pixel_flat * num_keypoints + kp_index
+      offset_map, offset_mask, _ = scatter_winners(
+          tf.reshape(pixel_flat, [-1]), tf.reshape(kp_prio, [-1]),
+          entry_valid, kp_offset, out_h * out_w * num_keypoints)
+      offset_shape = tf.concat([map_shape, [2 * num_keypoints]], 0)
+      offset_map = tf.reshape(offset_map, offset_shape)
+      offset_mask = tf.reshape(
+          tf.repeat(tf.reshape(offset_mask, [-1, 1]), 2, axis=1),
+          offset_shape)
+      offset_map.set_shape([None, None, 2 * num_keypoints])
+      offset_mask.set_shape([None, None, 2 * num_keypoints])
+    else:
+      offset_map, offset_mask, _ = scatter_winners(
+          tf.reshape(pixel_flat, [-1]), tf.reshape(kp_prio, [-1]),
+          entry_valid, kp_offset, out_h * out_w)
+      offset_map = tf.reshape(offset_map, tf.concat([map_shape, [2]], 0))
+      offset_mask = tf.reshape(offset_mask, map_shape)
     return {
         'keypoint_heatmap': keypoint_heatmap,
         'keypoint_regression': tf.reshape(regression_map, reg_shape),
         'keypoint_regression_weights': tf.reshape(reg_weight_map, reg_shape),
-        'keypoint_offset': tf.reshape(offset_map,
-                                      tf.concat([map_shape, [2]], 0)),
-        'keypoint_offset_weights': tf.reshape(offset_mask, map_shape),
+        'keypoint_offset': offset_map,
+        'keypoint_offset_weights': offset_mask,
+        'num_keypoints': tf.reduce_sum(visible_f),
     }

@@ -77,7 +77,9 @@ _KEYPOINT_TASK = """
     box_scale: 1.5
     candidate_search_scale: 0.4
     candidate_ranking_mode: "score_distance_ratio"
+    offset_peak_radius: 2
     per_keypoint_offset: true
+    keypoint_flip_permutation: [0, 2, 1]
   }
 """
 
@@ -181,12 +183,15 @@ def test_full_config_maps_every_field(label_map):
   assert kp.candidate_search_scale == pytest.approx(0.4)
   assert kp.candidate_ranking_mode == 'score_distance_ratio'
   assert kp.per_keypoint_offset is True
+  assert kp.keypoint_flip_permutation == [0, 2, 1]
 
   assigner = model._target_assigner
   assert assigner.stride == 4 and assigner.num_classes == 2
   assert assigner._min_overlap == pytest.approx(0.5)
   assert assigner._keypoint_std_devs == pytest.approx([0.5, 1.0, 2.0])
   assert assigner._compute_keypoints
+  assert assigner.per_keypoint_offset is True
+  assert assigner._offset_peak_radius == 2
 
   heads = {name: h[0].num_outputs for name, h in
            model.prediction_heads.items()}
@@ -194,6 +199,7 @@ def test_full_config_maps_every_field(label_map):
                    cn.KEYPOINT_HEATMAP: 3, cn.KEYPOINT_REGRESSION: 6,
                    cn.KEYPOINT_OFFSET: 6}  # per_keypoint_offset: 2K
   assert model.prediction_heads[cn.OBJECT_CENTER][0]._head_channels == 8
+  assert not model.prediction_heads[cn.OBJECT_CENTER][0]._use_depthwise
 
 
 @pytest.mark.parametrize('is_training', [True, False])
@@ -317,6 +323,55 @@ def test_hourglass_backbone_has_no_neck_and_two_stacks():
   assert [len(h) for h in model.prediction_heads.values()] == [2, 2, 2]
 
 
+def test_use_depthwise_gives_separable_head_convs():
+  model = _build("""
+      center_net {
+        num_classes: 2
+        image_resizer { fixed_shape_resizer { height: 64 width: 64 } }
+        feature_extractor {
+          type: "resnet_v1_18" depth_multiplier: 0.125 use_depthwise: true
+          up_convolution { num_filters: [16, 16, 16] }
+        }
+        head_channels: 8
+        object_center_params { }
+        object_detection_task { }
+      }""")
+  for heads in model.prediction_heads.values():
+    assert isinstance(heads[0]._hidden_conv,
+                      tf.keras.layers.SeparableConv2D)
+
+
+@pytest.mark.parametrize('interpolation', ['nearest', 'bilinear'])
+def test_hourglass_upsampling_interpolation(interpolation):
+  model = _build(f"""
+      center_net {{
+        num_classes: 2
+        image_resizer {{ fixed_shape_resizer {{ height: 64 width: 64 }} }}
+        feature_extractor {{
+          type: "hourglass_small" depth_multiplier: 0.25
+          upsampling_interpolation: "{interpolation}"
+        }}
+        head_channels: 8
+        object_center_params {{ }}
+        object_detection_task {{ }}
+      }}""")
+  modules = model.feature_extractor.backbone.hourglasses
+  assert all(m._interpolation == interpolation for m in modules)
+  assert modules[0].inner._interpolation == interpolation
+
+
+def test_flip_test_with_keypoints_needs_the_flip_permutation(label_map):
+  text = _config_text(label_map, extra='flip_test: true')
+  assert _build(text)._flip_test is True
+  no_perm = text.replace('keypoint_flip_permutation: [0, 2, 1]', '')
+  with pytest.raises(ValueError, match=r'keypoint_estimation_task\.'
+                     r'keypoint_flip_permutation is required with flip_test'):
+    _build(no_perm)
+  with pytest.raises(ValueError, match='not a permutation of the 3'):
+    _build(text.replace('keypoint_flip_permutation: [0, 2, 1]',
+                        'keypoint_flip_permutation: [0, 2, 3]'))
+
+
 # ------------------------------------------------------------------- errors
 def _replace_extractor(label_map, extractor):
   return _config_text(label_map, extractor=extractor)
@@ -330,6 +385,14 @@ def _replace_extractor(label_map, extractor):
     ('feature_extractor { type: "hourglass_small" '
      'up_convolution { num_filters: [16] } }',
      r'center_net\.feature_extractor\.up_convolution'),
+    ('feature_extractor { type: "hourglass_small" '
+     'upsampling_interpolation: "cubic" }',
+     r'center_net\.feature_extractor: upsampling_interpolation must be one '
+     r'of'),
+    ('feature_extractor { type: "resnet_v1_18" '
+     'upsampling_interpolation: "bilinear" }',
+     r'center_net\.feature_extractor\.upsampling_interpolation: '
+     r'resnet_v1_18 has no upsampling'),
 ])
 def test_feature_extractor_errors_name_the_field(label_map, extractor,
                                                  pattern):

@@ -196,3 +196,17 @@ def test_localization_loss_must_be_a_box_loss():
   config.ttfnet.localization_loss.weighted_smooth_l1.SetInParent()
   with pytest.raises(ValueError, match=r'ttfnet\.localization_loss'):
     model_builder.build(config, is_training=True)
+
+
+def test_use_depthwise_gives_separable_head_convs():
+  plain = _build(_MINIMAL)
+  depthwise = _build(_MINIMAL.replace('depth_multiplier: 0.125',
+                                      'depth_multiplier: 0.125\n'
+                                      '    use_depthwise: true'))
+  for heads in plain.prediction_heads.values():
+    assert isinstance(heads[0]._hidden_conv, tf.keras.layers.Conv2D)
+    assert not isinstance(heads[0]._hidden_conv,
+                          tf.keras.layers.SeparableConv2D)
+  for heads in depthwise.prediction_heads.values():
+    assert isinstance(heads[0]._hidden_conv,
+                      tf.keras.layers.SeparableConv2D)

@@ -426,3 +426,38 @@ def test_flip_test_merge_shape_mismatch():
   with pytest.raises(ValueError, match='heatmap_flipped'):
     dpp.flip_test_merge(tf.zeros([1, 2, 3, 1]), tf.zeros([1, 2, 4, 1]),
                         tf.zeros([1, 2, 3, 2]), tf.zeros([1, 2, 3, 2]))
+
+
+def test_unflip_keypoint_maps_golden():
+  # 1 x 1 x 3 map, K = 3 (nose, left_eye, right_eye), permutation
+  # [0, 2, 1]. The mirror's left-eye channel (1) at its column 0 is the
+  # image's right eye (2) at column 2; its vector (dy, dx) = (1, 2) becomes
+  # (1, -2).
+  heat = np.zeros([1, 1, 3, 3], np.float32)
+  heat[0, 0, 0] = [0.1, 0.7, 0.2]
+  reg = np.zeros([1, 1, 3, 6], np.float32)
+  reg[0, 0, 0] = [5, 6, 1, 2, 3, 4]
+  out_heat, out_reg = dpp.unflip_keypoint_maps(heat, reg, [0, 2, 1])
+  np.testing.assert_allclose(out_heat.numpy()[0, 0, 2], [0.1, 0.2, 0.7])
+  np.testing.assert_allclose(out_heat.numpy()[0, 0, :2], 0.0)
+  np.testing.assert_allclose(out_reg.numpy()[0, 0, 2],
+                             [5, -6, 3, -4, 1, -2])
+
+
+def test_unflip_keypoint_maps_uses_the_inverse_permutation():
+  # A 3-cycle (not its own inverse): mirror type k = image type perm[k],
+  # so image type j reads mirror channel k with perm[k] = j.
+  heat = np.array([[[[10.0, 20.0, 30.0]]]], np.float32)
+  reg = np.zeros([1, 1, 1, 6], np.float32)
+  out_heat, _ = dpp.unflip_keypoint_maps(heat, reg, [1, 2, 0])
+  # perm: mirror 0 -> image 1, mirror 1 -> image 2, mirror 2 -> image 0.
+  np.testing.assert_allclose(out_heat.numpy()[0, 0, 0], [30.0, 10.0, 20.0])
+
+
+def test_unflip_keypoint_maps_errors():
+  heat = tf.zeros([1, 2, 2, 3])
+  reg = tf.zeros([1, 2, 2, 6])
+  with pytest.raises(ValueError, match='not a permutation'):
+    dpp.unflip_keypoint_maps(heat, reg, [0, 1, 1])
+  with pytest.raises(ValueError, match='expected K and 2K'):
+    dpp.unflip_keypoint_maps(heat, tf.zeros([1, 2, 2, 4]), [0, 2, 1])

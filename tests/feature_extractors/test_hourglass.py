@@ -86,6 +86,25 @@ def test_module_is_skip_branch_plus_upsampled_low_branch():
   assert isinstance(module.up1[0], resnet_v1_small.BasicBlock)
 
 
+def test_bilinear_upsampling_of_the_low_branch():
+  module = hourglass.HourglassModule((4, 6), (1, 1),
+                                     upsampling_interpolation='bilinear')
+  x = tf.random.normal([1, 4, 4, 4], seed=6)
+  out = module(x, training=False).numpy()
+  skip = module.up1[0](x, training=False).numpy()
+  low = module.low1[0](x, training=False)
+  low = module.low2[0](low, training=False)
+  low = module.low3[0](low, training=False)
+  # tf.image.resize bilinear (half-pixel centers): a 2 x 2 map -> 4 x 4,
+  # corner output = input corner, next one = 3/4 corner + 1/4 neighbour.
+  low = low.numpy()
+  up = tf.image.resize(low, [4, 4], method='bilinear').numpy()
+  np.testing.assert_allclose(up[0, 0, 0], low[0, 0, 0], rtol=1e-5)
+  np.testing.assert_allclose(up[0, 0, 1], 0.75 * low[0, 0, 0] +
+                             0.25 * low[0, 0, 1], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, skip + up, rtol=1e-5, atol=1e-5)
+
+
 def test_graph_mode_and_checkpoint(tiny, tmp_path):
   images = tf.random.uniform([1, 64, 64, 3], -1, 1, seed=7)
   eager = tiny(images)
@@ -102,6 +121,8 @@ def test_graph_mode_and_checkpoint(tiny, tmp_path):
 def test_bad_arguments():
   with pytest.raises(ValueError, match='num_stacks'):
     hourglass.HourglassNetwork(num_stacks=0)
+  with pytest.raises(ValueError, match='upsampling_interpolation'):
+    hourglass.HourglassNetwork(upsampling_interpolation='area')
   with pytest.raises(ValueError, match='channel_dims'):
     hourglass.HourglassNetwork(channel_dims=(8,), blocks_per_stage=(1,))
   with pytest.raises(ValueError, match='blocks_per_stage'):

@@ -88,7 +88,9 @@ def _build(*, keypoints=None, flip_test=False, kind='resnet',
                          _extractor(kind)),
       target_assigner=cnta.CenterNetTargetAssigner(
           stride=assigner_stride, num_classes=NUM_CLASSES,
-          compute_keypoints=keypoints is not None),
+          compute_keypoints=keypoints is not None,
+          per_keypoint_offset=bool(keypoints and
+                                   keypoints.per_keypoint_offset)),
       object_center_params=cn.ObjectCenterParams(
           classification_loss=losses.PenaltyReducedLogisticFocalLoss(),
           max_box_predictions=max_detections,
@@ -676,6 +678,96 @@ def test_flip_test_averages_heatmaps_and_sizes_not_offsets():
       (PEAK_SCORE + 0.5) / 2.0, rel=1e-5)
   np.testing.assert_allclose(det[_DET.detection_boxes].numpy()[0, 0],
                              np.array([8, 21, 36, 37]) / 64.0, atol=1e-6)
+
+
+FLIP_PERMUTATION = [0, 2, 1]  # e.g. nose, left_eye, right_eye
+
+
+def _mirror_keypoint_maps(pred):
+  """The keypoint maps the mirrored image would give for `pred`'s scene:
+  width reversed, mirrored type k = original type FLIP_PERMUTATION[k], dx
+  negated."""
+  heat = pred[cn.KEYPOINT_HEATMAP][0].numpy()[:, :, ::-1]
+  reg = pred[cn.KEYPOINT_REGRESSION][0].numpy()[:, :, ::-1]
+  reg = reg.reshape(reg.shape[:3] + (3, 2)) * np.array([1.0, -1.0])
+  return (tf.constant(heat[..., FLIP_PERMUTATION]),
+          tf.constant(reg[:, :, :, FLIP_PERMUTATION].reshape(
+              reg.shape[:3] + (6,))))
+
+
+def _flip_keypoint_model():
+  return _build(keypoints=_keypoint_params(
+      keypoint_flip_permutation=FLIP_PERMUTATION), flip_test=True,
+                score_threshold=0.1, max_detections=4)
+
+
+def test_flip_test_with_mirrored_keypoint_maps_gives_the_same_keypoints():
+  model = _flip_keypoint_model()
+  pred = _planted(model, fill=KEYPOINT_FILL)
+  flipped = dict(pred)
+  flipped[cn.OBJECT_CENTER + '_flipped'] = tf.reverse(
+      pred[cn.OBJECT_CENTER][0], axis=[2])
+  flipped[cn.BOX_SCALE + '_flipped'] = tf.reverse(pred[cn.BOX_SCALE][0],
+                                                  axis=[2])
+  (flipped[cn.KEYPOINT_HEATMAP + '_flipped'],
+   flipped[cn.KEYPOINT_REGRESSION + '_flipped']) = _mirror_keypoint_maps(pred)
+  det = model.postprocess(flipped, _shapes(FULL))
+  np.testing.assert_allclose(det[_DET.detection_keypoints].numpy()[0, 0],
+                             KEYPOINTS_OUT / MAP, atol=1e-6)
+  np.testing.assert_allclose(
+      det[_DET.detection_keypoint_scores].numpy()[0, 0], KEYPOINT_SCORES,
+      rtol=1e-5)
+
+
+def test_flip_test_averages_keypoint_heatmaps_and_regressions():
+  # The mirror sees no keypoint peaks (all background) and regresses type 1
+  # (the mirror's type 2) as (3, -3) (dx negated): merged type-1 vector
+  # ((1 + 3) / 2, (1 + 3) / 2) = (2, 2) -> (7, 9); merged kp-0 peak score
+  # (sigmoid(5) + sigmoid(-10)) / 2, still a candidate above 0.1.
+  model = _flip_keypoint_model()
+  pred = _planted(model, fill=KEYPOINT_FILL)
+  pred[cn.OBJECT_CENTER + '_flipped'] = tf.reverse(
+      pred[cn.OBJECT_CENTER][0], axis=[2])
+  pred[cn.BOX_SCALE + '_flipped'] = tf.reverse(pred[cn.BOX_SCALE][0],
+                                               axis=[2])
+  heat = np.full([1, MAP, MAP, 3], BACKGROUND_LOGIT, np.float32)
+  reg = np.zeros([1, MAP, MAP, 6], np.float32)
+  # Original location (5, 7) -> mirrored column 8; original types
+  # (0, 1, 2) -> mirrored channels (0, 2, 1).
+  reg[0, 5, 8] = [-2, 1, 0, -3, 3, -3]
+  pred[cn.KEYPOINT_HEATMAP + '_flipped'] = tf.constant(heat)
+  pred[cn.KEYPOINT_REGRESSION + '_flipped'] = tf.constant(reg)
+  det = model.postprocess(pred, _shapes(FULL))
+  expected = KEYPOINTS_OUT.copy()
+  expected[1] = [7.0, 9.0]
+  np.testing.assert_allclose(det[_DET.detection_keypoints].numpy()[0, 0],
+                             expected / MAP, atol=1e-6)
+  score0 = (1.0 / (1.0 + math.exp(-5.0)) +
+            1.0 / (1.0 + math.exp(-BACKGROUND_LOGIT))) / 2.0
+  assert det[_DET.detection_keypoint_scores].numpy()[0, 0, 0] == (
+      pytest.approx(score0, rel=1e-5))
+
+
+def test_flip_test_predict_adds_mirrored_keypoint_maps():
+  model = _build(keypoints=_keypoint_params(
+      keypoint_flip_permutation=FLIP_PERMUTATION), flip_test=True,
+                 is_training=False)
+  preprocessed, shapes = model.preprocess(
+      tf.random.uniform([1, SIZE, SIZE, 3], maxval=255.0))
+  pred = model.predict(preprocessed, shapes, training=False)
+  base = dense_meta_arch.DenseHeatmapMetaArch.predict
+  mirrored = base(model, tf.reverse(preprocessed, axis=[2]), shapes,
+                  training=False)
+  for name in (cn.KEYPOINT_HEATMAP, cn.KEYPOINT_REGRESSION):
+    np.testing.assert_allclose(pred[name + '_flipped'].numpy(),
+                               mirrored[name][0].numpy(), atol=1e-4)
+  det = model.postprocess(pred, shapes)
+  assert np.isfinite(det[_DET.detection_keypoints].numpy()).all()
+
+
+def test_bad_keypoint_flip_permutation():
+  with pytest.raises(ValueError, match='keypoint_flip_permutation'):
+    _build(keypoints=_keypoint_params(keypoint_flip_permutation=[0, 1, 1]))
 
 
 # ---------------------------------------------------------------- hourglass

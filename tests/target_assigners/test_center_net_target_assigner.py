@@ -232,3 +232,72 @@ def test_bad_arguments():
                             compute_keypoints=True).assign(
                                 32, 32, [tf.zeros([0, 4])],
                                 [tf.zeros([0], tf.int32)])
+
+
+def test_keypoint_offset_peak_radius_golden():
+  # Same box as the golden test above; k0 at (20, 26) px -> (5, 6.5) out,
+  # pixel (5, 6). With offset_peak_radius 1 the 3 x 3 pixels around (5, 6)
+  # are trained with target keypoint / 4 - pixel: at (4, 5): (1, 1.5); at
+  # (6, 7): (-1, -0.5). k1 at (44, 40) -> (11, 10); its 3 x 3 window is cut
+  # by nothing (map 16 x 16). 2 visible keypoints -> 18 trained pixels.
+  assigner = CenterNetTargetAssigner(stride=4, num_classes=1,
+                                     compute_keypoints=True,
+                                     offset_peak_radius=1)
+  kps = tf.constant([[[20., 26.], [44., 40.], [np.nan, np.nan]]]) / 64.
+  t = _np(assigner.assign(64, 64, [_norm([[16., 16., 48., 48.]])],
+                          [tf.constant([0])],
+                          groundtruth_keypoints_list=[kps]))
+  off, w = t['keypoint_offset'][0], t['keypoint_offset_weights'][0]
+  np.testing.assert_allclose(off[5, 6], [0., 0.5], atol=1e-5)
+  np.testing.assert_allclose(off[4, 5], [1., 1.5], atol=1e-5)
+  np.testing.assert_allclose(off[6, 7], [-1., -0.5], atol=1e-5)
+  np.testing.assert_allclose(off[10, 11], [1., -1.], atol=1e-5)
+  assert w.sum() == 18. and w[4:7, 5:8].all() and w[10:13, 9:12].all()
+  assert t['num_keypoints'][0] == 2.
+
+
+def test_keypoint_offset_nearest_keypoint_wins_and_map_edge():
+  # Two keypoints one pixel apart, radius 1: on each keypoint's own pixel
+  # its own offset wins (shift 0 before shift 1) even though the other
+  # keypoint also reaches it. A keypoint at pixel (0, 0) loses the shifts
+  # outside the map (4 of 9 remain).
+  assigner = CenterNetTargetAssigner(stride=4, num_classes=1,
+                                     compute_keypoints=True,
+                                     offset_peak_radius=1)
+  # (22, 22) px -> (5.5, 5.5), pixel (5, 5); (26, 22) -> (6.5, 5.5),
+  # pixel (6, 5); (1, 2) -> (0.25, 0.5), pixel (0, 0).
+  kps = tf.constant([[[22., 22.], [26., 22.], [1., 2.]]]) / 64.
+  t = _np(assigner.assign(64, 64, [_norm([[0., 0., 48., 48.]])],
+                          [tf.constant([0])],
+                          groundtruth_keypoints_list=[kps]))
+  off, w = t['keypoint_offset'][0], t['keypoint_offset_weights'][0]
+  np.testing.assert_allclose(off[5, 5], [0.5, 0.5], atol=1e-5)
+  np.testing.assert_allclose(off[6, 5], [0.5, 0.5], atol=1e-5)
+  np.testing.assert_allclose(off[1, 1], [-0.75, -0.5], atol=1e-5)
+  assert w[0:2, 0:2].sum() == 4. and w[0:3, 0:3].sum() == 4.
+  # Pixels: two overlapping 3 x 3 windows (12 pixels) + 4 at the corner.
+  assert w.sum() == 16.
+
+
+def test_per_keypoint_offset_channels():
+  # per_keypoint_offset: [h, w, 2K]; each type on its own channel pair, so
+  # two types on one pixel both keep their offsets.
+  assigner = CenterNetTargetAssigner(stride=4, num_classes=1,
+                                     compute_keypoints=True,
+                                     per_keypoint_offset=True)
+  # k0 (21, 22) -> (5.25, 5.5); k1 (22, 23) -> (5.5, 5.75): pixel (5, 5).
+  kps = tf.constant([[[21., 22.], [22., 23.]]]) / 64.
+  t = _np(assigner.assign(64, 64, [_norm([[0., 0., 48., 48.]])],
+                          [tf.constant([0])],
+                          groundtruth_keypoints_list=[kps]))
+  assert t['keypoint_offset'].shape == (1, 16, 16, 4)
+  np.testing.assert_allclose(t['keypoint_offset'][0, 5, 5],
+                             [0.25, 0.5, 0.5, 0.75], atol=1e-5)
+  np.testing.assert_array_equal(t['keypoint_offset_weights'][0, 5, 5],
+                                [1., 1., 1., 1.])
+  assert t['keypoint_offset_weights'].sum() == 4.
+
+
+def test_negative_offset_peak_radius_rejected():
+  with pytest.raises(ValueError, match='offset_peak_radius'):
+    CenterNetTargetAssigner(stride=4, num_classes=1, offset_peak_radius=-1)
