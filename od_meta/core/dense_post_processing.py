@@ -39,7 +39,12 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from od_meta.box_coders import ltrb_distance_box_coder
+from od_meta.core import box_list
 from od_meta.utils import shape_utils
+
+# Distances in input pixels, anchors are the locations' centers (points).
+_LTRB_CODER = ltrb_distance_box_coder.LtrbDistanceBoxCoder()
 
 _RANKING_MODES = ('min_distance', 'score_distance_ratio')
 
@@ -312,8 +317,9 @@ def decode_ltrb_boxes(y_indices, x_indices, distances, stride, image_height,
   pixels (TTFNet Eq. 3-4 after multiplying by s = 16; FCOS Eq. 1 after its
   exp / stride scaling; the caller applies those):
 
-    box = [y - t, x - l, y + b, x + r],
+    box = [y - t, x - l, y + b, x + r]
 
+  (decoded by `LtrbDistanceBoxCoder`, the one ltrb decoding of od_meta),
   divided by image_height / image_width and clipped to [0, 1]. Negative
   distances are clamped to 0 (the location lies in its box).
 
@@ -343,12 +349,15 @@ def decode_ltrb_boxes(y_indices, x_indices, distances, stride, image_height,
   _check_last_dim(distances, 4, 'distances', '[B, k, 4]')
   distances = tf.maximum(distances, 0.0)
   half = float(stride // 2)
-  center_y = y * float(stride) + half
-  center_x = x * float(stride) + half
-  top, left, bottom, right = tf.unstack(distances, num=4, axis=-1)
-  return _normalize_and_clip(center_y - top, center_x - left,
-                             center_y + bottom, center_x + right,
-                             image_height, image_width)
+  centers = tf.stack([y * float(stride) + half, x * float(stride) + half],
+                     axis=-1)
+  boxes = _LTRB_CODER.decode(
+      tf.reshape(distances, [-1, 4]),
+      box_list.BoxList(tf.reshape(tf.tile(centers, [1, 1, 2]), [-1, 4])))
+  ymin, xmin, ymax, xmax = tf.unstack(
+      tf.reshape(boxes.get(), tf.shape(distances)), num=4, axis=-1)
+  return _normalize_and_clip(ymin, xmin, ymax, xmax, image_height,
+                             image_width)
 
 
 def _keypoint_candidates(keypoint_heatmap, keypoint_offsets,

@@ -23,6 +23,7 @@ import abc
 
 import tensorflow as tf
 
+from od_meta.core import image_frames
 from od_meta.core import standard_fields as fields
 from od_meta.utils import keras_tracking
 
@@ -34,17 +35,33 @@ class DetectionModel(keras_tracking.CheckpointTrackedCollections,
   Subclasses are Keras layers so that their variables are tracked by
   `tf.train.Checkpoint` and created under the active `tf.distribute` strategy.
 
+  The shared parts of every meta-architecture live here once: `preprocess`
+  (the config's image resizer, unless the input pipeline already resized,
+  then the feature extractor's normalization), `restore_map` and
+  `feature_extractor_model`.
+
   Args:
     num_classes: int, number of object classes, background excluded.
+    image_resizer_fn: `image [H, W, 3] -> (float32 [H', W', 3], int32 [3]
+      true shape)`, the config's image resizer; required by `preprocess`.
+    feature_extractor: the meta-architecture's feature extractor (a Keras
+      layer with `preprocess(images)` normalizing [0, 255] images); stored
+      as `self.feature_extractor`.
     name: optional Keras layer name.
+
+  Raises:
+    ValueError: if num_classes is not a positive int.
   """
 
-  def __init__(self, *, num_classes, name=None):
+  def __init__(self, *, num_classes, image_resizer_fn=None,
+               feature_extractor=None, name=None):
     if not isinstance(num_classes, int) or num_classes < 1:
       raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
     super().__init__(name=name)
     self._num_classes = num_classes
     self._groundtruth_lists = {}
+    self._image_resizer_fn = image_resizer_fn
+    self.feature_extractor = feature_extractor
 
   @property
   def num_classes(self):
@@ -115,18 +132,37 @@ class DetectionModel(keras_tracking.CheckpointTrackedCollections,
           tf.ones(tf.shape(b)[:1], tf.float32) for b in groundtruth_boxes_list]
 
   # ------------------------------------------------------------------ contract
-  @abc.abstractmethod
-  def preprocess(self, inputs):
-    """Resizes and normalizes a batch of images for the feature extractor.
+  def preprocess(self, inputs, true_image_shapes=None):
+    """Resizes (unless already done) and normalizes a batch of images.
 
     Args:
       inputs: float32 `[batch, H, W, 3]` in [0, 255].
+      true_image_shapes: optional int32 `[batch, 3]`; when given, the images
+        were already resized by the input pipeline with this model's
+        resizer and only the extractor's normalization is applied.
 
     Returns:
       preprocessed_inputs: float32 `[batch, H', W', 3]`.
       true_image_shapes: int32 `[batch, 3]`, the (height, width, channels) of
         the valid window of each preprocessed image.
+
+    Raises:
+      ValueError: if `inputs` is not `[batch, height, width, 3]`.
+      NotImplementedError: if the model has no image resizer or extractor
+        (a subclass must then override this method).
     """
+    if self._image_resizer_fn is None or self.feature_extractor is None:
+      raise NotImplementedError(
+          f'{type(self).__name__} has no image_resizer_fn / '
+          'feature_extractor; override preprocess')
+    return image_frames.preprocess_batch(
+        inputs, true_image_shapes, self._image_resizer_fn,
+        self.feature_extractor.preprocess, type(self).__name__)
+
+  @property
+  def feature_extractor_model(self):
+    """The feature extractor (for fine-tuning and freezing)."""
+    return self.feature_extractor
 
   @abc.abstractmethod
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
@@ -159,6 +195,9 @@ class DetectionModel(keras_tracking.CheckpointTrackedCollections,
     """
     if fine_tune_checkpoint_type == 'detection':
       return {'model': self}
+    if (fine_tune_checkpoint_type in ('classification', 'feature_extractor')
+        and self.feature_extractor is not None):
+      return {'feature_extractor': self.feature_extractor}
     raise ValueError(
         f'{type(self).__name__} does not support fine_tune_checkpoint_type '
         f'{fine_tune_checkpoint_type!r}')

@@ -134,3 +134,58 @@ class TfExampleFields:
   object_area = 'image/object/area'
   object_difficult = 'image/object/difficult'
   object_weight = 'image/object/weight'
+
+
+class TargetAssignmentFields:
+  """Keys of `core.target_assigner.TargetAssignment.as_dict()`: the one
+  target vocabulary of anchor-based and anchor-point detectors (SSD,
+  RetinaNet, Faster R-CNN's RPN, FCOS, ATSS, SAPD).
+
+  Attributes:
+    cls_targets: float32 `[(batch,) M, d]` class target rows.
+    cls_weights: float32 `[(batch,) M, d]` classification weights.
+    reg_targets: float32 `[(batch,) M, code_size]` box coder encodings.
+    reg_weights: float32 `[(batch,) M]` regression weights.
+    matches: int32 `[(batch,) M]`: `>= 0` matched groundtruth row, -1
+      negative, -2 ignored.
+  """
+  cls_targets = 'cls_targets'
+  cls_weights = 'cls_weights'
+  reg_targets = 'reg_targets'
+  reg_weights = 'reg_weights'
+  matches = 'matches'
+
+
+class DenseTargetFields:
+  """Keys of the per-level target dicts of the heatmap assigners
+  (`core.target_assigner.DenseTargetAssigner`). Shapes are per level,
+  `[batch, h, w, ...]`; each assigner documents units and frames.
+
+  Attributes:
+    heatmap: float32 `[B, h, w, num_classes]` Gaussian class heatmaps.
+    size: float32 `[B, h, w, 2]` box (height, width) at center pixels.
+    offset: float32 `[B, h, w, 2]` sub-pixel center offsets.
+    center_weights: float32 `[B, h, w]` 1 at the center pixels.
+    box_targets: float32 `[B, h, w, 4]` the owning box (input pixels).
+    box_weights: float32 `[B, h, w]` regression sample weights.
+    num_objects: float32 `[B]` valid groundtruth boxes per image.
+    keypoint_heatmap: float32 `[B, h, w, K]`.
+    keypoint_regression: float32 `[B, h, w, 2K]`.
+    keypoint_regression_weights: float32 `[B, h, w, 2K]`.
+    keypoint_offset: float32 `[B, h, w, 2]` or `[B, h, w, 2K]`.
+    keypoint_offset_weights: float32 `[B, h, w]` or `[B, h, w, 2K]`.
+    num_keypoints: float32 `[B]` visible keypoints used.
+  """
+  heatmap = 'heatmap'
+  size = 'size'
+  offset = 'offset'
+  center_weights = 'center_weights'
+  box_targets = 'box_targets'
+  box_weights = 'box_weights'
+  num_objects = 'num_objects'
+  keypoint_heatmap = 'keypoint_heatmap'
+  keypoint_regression = 'keypoint_regression'
+  keypoint_regression_weights = 'keypoint_regression_weights'
+  keypoint_offset = 'keypoint_offset'
+  keypoint_offset_weights = 'keypoint_offset_weights'
+  num_keypoints = 'num_keypoints'

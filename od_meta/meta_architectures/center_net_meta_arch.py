@@ -31,8 +31,9 @@ import tensorflow as tf
 from od_meta.core import dense_post_processing as dpp
 from od_meta.core import standard_fields as fields
 from od_meta.meta_architectures import dense_meta_arch
-from od_meta.meta_architectures import image_frames
+from od_meta.core import image_frames
 
+DTF = fields.DenseTargetFields
 OBJECT_CENTER = 'object_center'
 BOX_SCALE = 'box_scale'
 BOX_OFFSET = 'box_offset'
@@ -161,13 +162,10 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     super().__init__(is_training=is_training, num_classes=num_classes,
                      image_resizer_fn=image_resizer_fn,
                      feature_extractor=feature_extractor,
+                     target_assigner=target_assigner,
                      head_channels=head_channels,
                      use_depthwise=use_depthwise,
                      name=name or 'center_net')
-    if target_assigner.stride != self.stride:
-      raise ValueError(
-          f'the target assigner stride ({target_assigner.stride}) differs '
-          f'from the feature extractor output stride ({self.stride})')
     if (keypoint_params is not None and
         getattr(target_assigner, 'per_keypoint_offset', False) !=
         keypoint_params.per_keypoint_offset):
@@ -182,7 +180,6 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
         raise ValueError(
             f'keypoint_flip_permutation {permutation} is not a permutation '
             f'of the {keypoint_params.num_keypoints} keypoints')
-    self._target_assigner = target_assigner
     self._flip_test = bool(flip_test)
 
   def _head_specs(self):
@@ -225,11 +222,7 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     return out
 
   # --------------------------------------------------------------------- loss
-  def _assign_targets(self, preprocessed_inputs, true_image_shapes):
-    gt = self._groundtruth_in_padded_frame(preprocessed_inputs,
-                                           true_image_shapes)
-    height, width = self._input_size(preprocessed_inputs)
-    kwargs = {}
+  def _assigner_kwargs(self, gt):
     if self._keypoint_params is not None:
       if 'keypoints' not in gt:
         raise ValueError('the CenterNet keypoint task needs groundtruth '
@@ -241,27 +234,24 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
         visibilities = [
             tf.logical_and(v, tf.equal(c, class_id)[:, tf.newaxis])
             for v, c in zip(visibilities, gt['classes'])]
-      kwargs = dict(groundtruth_keypoints_list=gt['keypoints'],
-                    groundtruth_keypoint_visibilities_list=visibilities)
-    targets = self._target_assigner.assign(
-        height, width, gt['boxes'], gt['classes'], gt['weights'], **kwargs)
-    num_objects = tf.maximum(tf.reduce_sum(targets['num_objects']), 1.0)
-    return targets, num_objects
+      return dict(groundtruth_keypoints_list=gt['keypoints'],
+                  groundtruth_keypoint_visibilities_list=visibilities)
+    return {}
 
   def _stack_loss(self, predictions, targets, num_objects):
     center = self._center_params
     heatmap_loss = tf.reduce_sum(center.classification_loss(
-        predictions[OBJECT_CENTER], targets['heatmap'])) / num_objects
+        predictions[OBJECT_CENTER], targets[DTF.heatmap])) / num_objects
     losses = {'Loss/object_center':
                   center.object_center_loss_weight * heatmap_loss}
     det = self._detection_params
     if det is not None:
-      weights = targets['center_weights']
+      weights = targets[DTF.center_weights]
       scale = dense_meta_arch.dense_l1_loss(
-          det.localization_loss, predictions[BOX_SCALE], targets['size'],
+          det.localization_loss, predictions[BOX_SCALE], targets[DTF.size],
           weights, num_objects)
       offset = dense_meta_arch.dense_l1_loss(
-          det.localization_loss, predictions[BOX_OFFSET], targets['offset'],
+          det.localization_loss, predictions[BOX_OFFSET], targets[DTF.offset],
           weights, num_objects)
       losses['Loss/box/scale'] = (det.task_loss_weight *
                                   det.scale_loss_weight * scale)
@@ -270,19 +260,19 @@ class CenterNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     kp = self._keypoint_params
     if kp is not None:
       num_keypoints = tf.maximum(
-          tf.reduce_sum(targets['num_keypoints']), 1.0)
+          tf.reduce_sum(targets[DTF.num_keypoints]), 1.0)
       kp_heatmap = tf.reduce_sum(kp.classification_loss(
           predictions[KEYPOINT_HEATMAP],
-          targets['keypoint_heatmap'])) / num_keypoints
+          targets[DTF.keypoint_heatmap])) / num_keypoints
       kp_regression = dense_meta_arch.dense_l1_loss(
           kp.localization_loss, predictions[KEYPOINT_REGRESSION],
-          targets['keypoint_regression'],
-          targets['keypoint_regression_weights'], num_keypoints)
+          targets[DTF.keypoint_regression],
+          targets[DTF.keypoint_regression_weights], num_keypoints)
       # Shared [h, w, 2] or per-type [h, w, 2K] offsets (the assigner was
       # built with the same per_keypoint_offset).
       kp_offset = dense_meta_arch.dense_l1_loss(
           kp.localization_loss, predictions[KEYPOINT_OFFSET],
-          targets['keypoint_offset'], targets['keypoint_offset_weights'],
+          targets[DTF.keypoint_offset], targets[DTF.keypoint_offset_weights],
           num_keypoints)
       prefix = f'Loss/{kp.task_name}'
       losses[f'{prefix}/keypoint_heatmap'] = (

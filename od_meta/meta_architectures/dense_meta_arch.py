@@ -1,15 +1,21 @@
 """Base of the heatmap (keypoint-style, anchor-free) meta-architectures.
 
 CenterNet "Objects as Points" (Zhou et al. 2019), TTFNet (Liu et al. 2019)
-and later CornerNet / FCOS share one skeleton, which this module holds:
+and later CornerNet share one skeleton, which this module holds (the
+anchor-point detectors on many FPN levels, FCOS / ATSS / SAPD, predict one
+box per location like RetinaNet and live on the single-shot base,
+`fcos_meta_arch`):
 
   preprocess   resize (unless the input pipeline did) + the extractor's
-               normalization, as SSD does;
+               normalization (`DetectionModel.preprocess`);
   predict      feature extractor -> one or more stride-R feature maps (one per
                Hourglass stack, for intermediate supervision) -> the same set
                of `PredictionHead`s on each map (separate weights per stack,
                as the TF OD API's CenterNet builds them);
-  loss         the subclass's per-stack loss, averaged over stacks;
+  loss         the `DenseTargetAssigner` draws the targets of the output
+               level(s) (`FeatureLevel`s; these detectors predict on one
+               level, every stack at the same stride), then the subclass's
+               per-stack loss, averaged over stacks;
   postprocess  the subclass's decoding of the last stack (3x3 max-pool peaks,
                top-k, no NMS), mapped to the true image window.
 
@@ -25,8 +31,9 @@ import tensorflow as tf
 
 from od_meta.core import model
 from od_meta.core import standard_fields as fields
+from od_meta.core import target_assigner as target_assigner_lib
 from od_meta.heads import center_net_heads
-from od_meta.meta_architectures import image_frames
+from od_meta.core import image_frames
 from od_meta.utils import shape_utils
 
 
@@ -44,6 +51,8 @@ class DenseHeatmapMetaArch(model.DetectionModel):
     feature_extractor: a `CenterNetFeatureExtractor`-like layer with
       `preprocess(images)`, `call(preprocessed, training) -> list of
       [B, H / R, W / R, C] maps`, and `out_stride` (R).
+    target_assigner: a `core.target_assigner.DenseTargetAssigner` whose
+      `strides` are `[R]`.
     head_channels: channels of the 3x3 conv of every prediction head.
     use_depthwise: depthwise separable 3x3 convs in the prediction heads
       (`PredictionHead(use_depthwise=True)`, as the TF OD API's
@@ -51,22 +60,29 @@ class DenseHeatmapMetaArch(model.DetectionModel):
     name: Keras layer name.
 
   Raises:
-    ValueError: if the extractor has no positive integer `out_stride`.
+    ValueError: if the extractor has no positive integer `out_stride`, or the
+      assigner's strides are not the extractor's.
   """
 
   def __init__(self, *, is_training: bool, num_classes: int,
                image_resizer_fn: Callable, feature_extractor,
+               target_assigner: target_assigner_lib.DenseTargetAssigner,
                head_channels: int = 64, use_depthwise: bool = False,
                name: Optional[str] = None):
-    super().__init__(num_classes=num_classes, name=name)
+    super().__init__(num_classes=num_classes,
+                     image_resizer_fn=image_resizer_fn,
+                     feature_extractor=feature_extractor, name=name)
     self._is_training = is_training
-    self._image_resizer_fn = image_resizer_fn
-    self.feature_extractor = feature_extractor
     stride = getattr(feature_extractor, 'out_stride', None)
     if not isinstance(stride, int) or stride <= 0:
       raise ValueError('the feature extractor must have a positive int '
                        f'out_stride, got {stride!r}')
     self._stride = stride
+    if list(target_assigner.strides) != [stride]:
+      raise ValueError(
+          f'the target assigner strides ({list(target_assigner.strides)}) '
+          f'differ from the feature extractor output stride ({stride})')
+    self._target_assigner = target_assigner
     self._num_stacks = int(getattr(feature_extractor, 'num_feature_outputs',
                                    1))
     self._head_channels = int(head_channels)
@@ -85,44 +101,33 @@ class DenseHeatmapMetaArch(model.DetectionModel):
     raise NotImplementedError
 
   def _stack_loss(self, predictions, targets, num_objects):
-    """Loss dict of one stack; subclasses override."""
+    """Loss dict of one stack; subclasses override.
+
+    Args:
+      predictions: {head name: float32 `[B, h, w, outputs]`} of the stack.
+      targets: the level's `DenseTargetFields` dict from the assigner.
+      num_objects: float32 scalar >= 1, groundtruth objects in the batch.
+    """
     raise NotImplementedError
+
+  def _assigner_kwargs(self, groundtruth):
+    """Extra keyword arguments of `assign_levels` (e.g. keypoints) from the
+    padded-frame groundtruth dict; subclasses override."""
+    del groundtruth
+    return {}
+
+  def levels(self, preprocessed_inputs):
+    """The output `FeatureLevel`s of a preprocessed batch (one level)."""
+    height, width = self._input_size(preprocessed_inputs)
+    return [target_assigner_lib.FeatureLevel(
+        self._stride, height // self._stride, width // self._stride)]
 
   @property
   def stride(self):
     """Output stride R of the predicted maps, in input pixels."""
     return self._stride
 
-  @property
-  def feature_extractor_model(self):
-    return self.feature_extractor
-
-  def restore_map(self, fine_tune_checkpoint_type='detection'):
-    """See `DetectionModel.restore_map`; also restores the extractor alone."""
-    if fine_tune_checkpoint_type in ('classification', 'feature_extractor'):
-      return {'feature_extractor': self.feature_extractor}
-    return super().restore_map(fine_tune_checkpoint_type)
-
   # ------------------------------------------------------------------- public
-  def preprocess(self, inputs, true_image_shapes=None):
-    """Resizes (unless already done) and normalizes a batch of images.
-
-    Args:
-      inputs: float32 `[B, H, W, 3]` in [0, 255].
-      true_image_shapes: optional int32 `[B, 3]`; when given, the images
-        were already resized by the input pipeline with this model's resizer.
-
-    Returns:
-      (preprocessed float32 `[B, H', W', 3]`, true_image_shapes int32
-      `[B, 3]`).
-
-    Raises:
-      ValueError: if `inputs` is not `[batch, height, width, 3]`.
-    """
-    return image_frames.preprocess_batch(
-        inputs, true_image_shapes, self._image_resizer_fn,
-        self.feature_extractor.preprocess, type(self).__name__)
-
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
     """Runs the extractor and every head on every stack.
 
@@ -177,10 +182,19 @@ class DenseHeatmapMetaArch(model.DetectionModel):
     """Runs the dense target assigner on the provided groundtruth.
 
     Returns:
-      (targets dict of the assigner, num_objects float32 scalar >= 1: the
-      number of groundtruth objects in the batch).
+      (targets: the `DenseTargetFields` dict of the output level,
+      num_objects: float32 scalar >= 1, the number of groundtruth objects in
+      the batch).
     """
-    raise NotImplementedError
+    gt = self._groundtruth_in_padded_frame(preprocessed_inputs,
+                                           true_image_shapes)
+    height, width = self._input_size(preprocessed_inputs)
+    (targets,) = self._target_assigner.assign_levels(
+        height, width, self.levels(preprocessed_inputs), gt['boxes'],
+        gt['classes'], gt['weights'], **self._assigner_kwargs(gt))
+    num_objects = tf.maximum(
+        tf.reduce_sum(targets[fields.DenseTargetFields.num_objects]), 1.0)
+    return targets, num_objects
 
   def _groundtruth_in_padded_frame(self, preprocessed_inputs,
                                    true_image_shapes=None):

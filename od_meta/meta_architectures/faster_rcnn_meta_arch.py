@@ -37,7 +37,7 @@ from od_meta.core import model
 from od_meta.core import roi_ops
 from od_meta.core import standard_fields as fields
 from od_meta.core import target_assigner as target_assigner_lib
-from od_meta.meta_architectures import image_frames
+from od_meta.core import image_frames
 from od_meta.utils import shape_utils
 
 _RPN_OBJECT = tf.constant([0.0, 1.0])
@@ -131,7 +131,9 @@ class FasterRCNNMetaArch(model.DetectionModel):
                add_groundtruth_to_proposals: bool = True,
                clip_anchors_to_image: bool = False,
                name: Optional[str] = None):
-    super().__init__(num_classes=num_classes, name=name or 'faster_rcnn')
+    super().__init__(num_classes=num_classes,
+                     image_resizer_fn=image_resizer_fn,
+                     feature_extractor=feature_extractor, name=name or 'faster_rcnn')
     if number_of_stages not in (1, 2):
       raise ValueError(f'number_of_stages must be 1 or 2, got '
                        f'{number_of_stages}')
@@ -162,8 +164,6 @@ class FasterRCNNMetaArch(model.DetectionModel):
         raise ValueError('second_stage_sampler is required without a '
                          'hard_example_miner')
     self._is_training = bool(is_training)
-    self._image_resizer_fn = image_resizer_fn
-    self.feature_extractor = feature_extractor
     self._number_of_stages = int(number_of_stages)
     self._anchor_generator = first_stage_anchor_generator
     self.first_stage_box_predictor = first_stage_box_predictor
@@ -220,33 +220,6 @@ class FasterRCNNMetaArch(model.DetectionModel):
     if int(num_proposals) < 1:
       raise ValueError(f'num_proposals must be >= 1, got {num_proposals}')
     self._inference_max_proposals = int(num_proposals)
-
-  @property
-  def feature_extractor_model(self):
-    return self.feature_extractor
-
-  def restore_map(self, fine_tune_checkpoint_type='detection'):
-    """See `DetectionModel.restore_map`; also restores the extractor alone."""
-    if fine_tune_checkpoint_type in ('classification', 'feature_extractor'):
-      return {'feature_extractor': self.feature_extractor}
-    return super().restore_map(fine_tune_checkpoint_type)
-
-  def preprocess(self, inputs, true_image_shapes=None):
-    """Resizes (unless done by the input pipeline) and normalizes images.
-
-    Args:
-      inputs: float32 `[B, H, W, 3]` in [0, 255].
-      true_image_shapes: optional int32 `[B, 3]` (images already resized).
-
-    Returns:
-      (float32 `[B, H', W', 3]`, int32 `[B, 3]` true image shapes).
-
-    Raises:
-      ValueError: if `inputs` is not `[B, H, W, 3]`.
-    """
-    return image_frames.preprocess_batch(
-        inputs, true_image_shapes, self._image_resizer_fn,
-        self.feature_extractor.preprocess, 'Faster R-CNN')
 
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
     """Runs the RPN, makes proposals and (two stages) the box classifier.
@@ -459,17 +432,18 @@ class FasterRCNNMetaArch(model.DetectionModel):
     batch = len(gt_boxlists)
     labels = [tf.tile(_RPN_OBJECT[tf.newaxis], [b.num_boxes(), 1])
               for b in gt_boxlists]
-    (cls_targets, cls_weights, reg_targets, reg_weights,
-     matches) = target_assigner_lib.batch_assign_targets(
-         self._first_stage_target_assigner, box_list.BoxList(anchors),
-         gt_boxlists, labels, unmatched_class_label=_RPN_BACKGROUND,
-         gt_weights_batch=gt_weights)
+    targets = target_assigner_lib.batch_assign_targets(
+        self._first_stage_target_assigner, box_list.BoxList(anchors),
+        gt_boxlists, labels, unmatched_class_label=_RPN_BACKGROUND,
+        gt_weights_batch=gt_weights)
+    cls_targets, cls_weights = targets.cls_targets, targets.cls_weights
+    reg_targets, reg_weights = targets.reg_targets, targets.reg_weights
     valid = self._anchor_validity(anchors, true_image_shapes,
                                   prediction_dict['preprocessed_inputs'])
     sampled = []
     for i in range(batch):
       indicator = tf.logical_and(cls_weights[i, :, 0] > 0, valid[i] > 0)
-      positives = matches[i].match_results >= 0
+      positives = targets.matches[i] >= 0
       sampled.append(self._first_stage_sampler.subsample(
           indicator, self._first_stage_minibatch_size, positives))
     sampled = tf.cast(tf.stack(sampled), tf.float32)
@@ -518,13 +492,13 @@ class FasterRCNNMetaArch(model.DetectionModel):
       else:
         size = self._second_stage_batch_size
         labels = tf.pad(gt_classes[i], [[0, 0], [1, 0]])
-        _, cls_weights, _, _, match = self._second_stage_target_assigner.assign(
+        assignment = self._second_stage_target_assigner.assign(
             box_list.BoxList(boxes), gt, labels,
             unmatched_class_label=tf.one_hot(0, self.num_classes + 1),
             groundtruth_weights=gt_weights[i])
-        indicator = cls_weights[:, 0] > 0
+        indicator = assignment.cls_weights[:, 0] > 0
         sampled = self._second_stage_sampler.subsample(
-            indicator, size, match.match_results >= 0)
+            indicator, size, assignment.matches >= 0)
         boxes = tf.boolean_mask(boxes, sampled)
       count = tf.minimum(tf.shape(boxes)[0], size)
       boxes_out.append(shape_utils.pad_or_clip_nd(boxes, [size, 4]))
@@ -585,11 +559,12 @@ class FasterRCNNMetaArch(model.DetectionModel):
     labels = [tf.pad(c, [[0, 0], [1, 0]]) for c in gt_classes]
     proposals_list = [box_list.BoxList(b) for b in tf.unstack(
         proposal_boxes, num=len(gt_boxlists))]
-    (cls_targets, cls_weights, reg_targets, reg_weights,
-     matches) = target_assigner_lib.batch_assign_targets(
-         self._second_stage_target_assigner, proposals_list, gt_boxlists,
-         labels, unmatched_class_label=tf.one_hot(0, num_slots),
-         gt_weights_batch=gt_weights)
+    targets = target_assigner_lib.batch_assign_targets(
+        self._second_stage_target_assigner, proposals_list, gt_boxlists,
+        labels, unmatched_class_label=tf.one_hot(0, num_slots),
+        gt_weights_batch=gt_weights)
+    cls_targets, cls_weights = targets.cls_targets, targets.cls_weights
+    reg_targets, reg_weights = targets.reg_targets, targets.reg_weights
     valid = tf.sequence_mask(num_proposals, tf.shape(proposal_boxes)[1],
                              dtype=tf.float32)
     if refined.shape[2] == 1:
@@ -612,7 +587,7 @@ class FasterRCNNMetaArch(model.DetectionModel):
       normalizer = tf.maximum(counts, 1.0)[:, tf.newaxis]
       loc, cls = self._hard_example_miner(
           loc_losses / normalizer, cls_losses / normalizer,
-          proposals_list, matches)
+          proposals_list, targets.match_list())
       batch = tf.cast(tf.shape(proposal_boxes)[0], tf.float32)
       loc, cls = loc / batch, cls / batch
     else:

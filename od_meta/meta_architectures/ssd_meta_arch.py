@@ -29,7 +29,7 @@ from od_meta.core import box_list
 from od_meta.core import model
 from od_meta.core import standard_fields as fields
 from od_meta.core import target_assigner as target_assigner_lib
-from od_meta.meta_architectures import image_frames
+from od_meta.core import image_frames
 from od_meta.utils import shape_utils
 
 
@@ -100,10 +100,10 @@ class SSDMetaArch(model.DetectionModel):
                score_conversion_fn: Callable, loss_config: SSDLossConfig,
                add_background_class: bool = True,
                name: Optional[str] = None):
-    super().__init__(num_classes=num_classes, name=name or 'ssd')
+    super().__init__(num_classes=num_classes,
+                     image_resizer_fn=image_resizer_fn,
+                     feature_extractor=feature_extractor, name=name or 'ssd')
     self._is_training = is_training
-    self._image_resizer_fn = image_resizer_fn
-    self.feature_extractor = feature_extractor
     self.box_predictor = box_predictor
     self._anchor_generator = anchor_generator
     self._box_coder = box_coder
@@ -120,6 +120,7 @@ class SSDMetaArch(model.DetectionModel):
           f'{num_classes} with add_background_class={add_background_class} '
           f'needs {expected}')
     self._anchors = None
+    self._anchor_levels = None
 
   # ------------------------------------------------------------------ public
   @property
@@ -130,36 +131,6 @@ class SSDMetaArch(model.DetectionModel):
       raise RuntimeError('anchors exist after predict() has run')
     return self._anchors
 
-  @property
-  def feature_extractor_model(self):
-    return self.feature_extractor
-
-  def restore_map(self, fine_tune_checkpoint_type='detection'):
-    """See `DetectionModel.restore_map`; also restores the extractor alone."""
-    if fine_tune_checkpoint_type in ('classification', 'feature_extractor'):
-      return {'feature_extractor': self.feature_extractor}
-    return super().restore_map(fine_tune_checkpoint_type)
-
-  def preprocess(self, inputs, true_image_shapes=None):
-    """Resizes (unless already done) and normalizes a batch of images.
-
-    Args:
-      inputs: float32 `[B, H, W, 3]` in [0, 255].
-      true_image_shapes: optional int32 `[B, 3]`. When given, the images were
-        already resized by the input pipeline (with this model's resizer)
-        and only the extractor's normalization is applied.
-
-    Returns:
-      (preprocessed float32 `[B, H', W', 3]`, true_image_shapes int32
-      `[B, 3]`).
-
-    Raises:
-      ValueError: if `inputs` is not a rank-4 tensor with 3 channels.
-    """
-    return image_frames.preprocess_batch(
-        inputs, true_image_shapes, self._image_resizer_fn,
-        self.feature_extractor.preprocess, 'SSD')
-
   def predict(self, preprocessed_inputs, true_image_shapes, training=False):
     """Runs the feature extractor and the box predictor.
 
@@ -167,7 +138,8 @@ class SSDMetaArch(model.DetectionModel):
       dict with 'preprocessed_inputs', 'feature_maps' (list),
       'box_encodings' float32 `[B, A, code_size]`,
       'class_predictions_with_background' float32 `[B, A, slots]` (logits)
-      and 'anchors' float32 `[A, 4]` (normalized, padded frame).
+      'anchors' float32 `[A, 4]` (normalized, padded frame), and any
+      further outputs of the box predictor under their own keys.
 
     Raises:
       ValueError: if the predictor and the anchor generator disagree on the
@@ -185,6 +157,8 @@ class SSDMetaArch(model.DetectionModel):
     anchors = box_list.BoxList(
         tf.concat([a.get() for a in anchors_list], axis=0))
     self._anchors = anchors
+    self._anchor_levels = self._levels(anchors_list, feature_map_shapes,
+                                       image_shape[1])
     predictions = self.box_predictor(feature_maps, training=training)
     box_encodings = predictions['box_encodings']
     class_predictions = predictions['class_predictions_with_background']
@@ -196,13 +170,17 @@ class SSDMetaArch(model.DetectionModel):
           f'the box predictor made {num_predicted} predictions but the anchor '
           f'generator made {num_anchors} anchors; check num_layers / '
           'aspect_ratios against the feature extractor')
-    return {
+    prediction_dict = {
         'preprocessed_inputs': preprocessed_inputs,
         'feature_maps': feature_maps,
         'box_encodings': box_encodings,
         'class_predictions_with_background': class_predictions,
         'anchors': anchors.get(),
     }
+    # Further per-anchor outputs of the predictor (e.g. FCOS's centerness).
+    for key, value in predictions.items():
+      prediction_dict.setdefault(key, value)
+    return prediction_dict
 
   def loss(self, prediction_dict, true_image_shapes):
     """Computes the SSD loss of the groundtruth given to provide_groundtruth.
@@ -217,12 +195,13 @@ class SSDMetaArch(model.DetectionModel):
     anchors = box_list.BoxList(prediction_dict['anchors'])
     gt_boxlists, gt_class_targets, gt_weights = self._groundtruth_in_frame(
         prediction_dict['preprocessed_inputs'], true_image_shapes)
-    unmatched_class_label = self._unmatched_class_label()
-    (cls_targets, cls_weights, reg_targets, reg_weights,
-     match_list) = target_assigner_lib.batch_assign_targets(
-         self._target_assigner, anchors, gt_boxlists, gt_class_targets,
-         unmatched_class_label=unmatched_class_label,
-         gt_weights_batch=gt_weights)
+    targets = target_assigner_lib.batch_assign_targets(
+        self._target_assigner, anchors, gt_boxlists, gt_class_targets,
+        unmatched_class_label=self._unmatched_class_label(),
+        gt_weights_batch=gt_weights, levels=self._anchor_levels,
+        image_shape=self._input_size(prediction_dict['preprocessed_inputs']))
+    cls_targets, cls_weights = targets.cls_targets, targets.cls_weights
+    reg_targets, reg_weights = targets.reg_targets, targets.reg_weights
     location_losses = config.localization_loss(
         box_encodings, reg_targets, weights=reg_weights)
     cls_losses = config.classification_loss(
@@ -235,7 +214,7 @@ class SSDMetaArch(model.DetectionModel):
       decoded_list = [box_list.BoxList(b) for b in tf.unstack(
           decoded, num=len(gt_boxlists))]
       localization_loss, classification_loss = config.hard_example_miner(
-          location_losses, cls_losses, decoded_list, match_list)
+          location_losses, cls_losses, decoded_list, targets.match_list())
     else:
       localization_loss = tf.reduce_sum(location_losses)
       classification_loss = tf.reduce_sum(cls_losses)
@@ -294,7 +273,40 @@ class SSDMetaArch(model.DetectionModel):
         fields.DetectionResultFields.raw_detection_scores: scores,
     }
 
+  @property
+  def anchor_levels(self):
+    """`AnchorLevel`s (stride, anchor count) of the last `predict`, in the
+    order the anchors are concatenated."""
+    if self._anchor_levels is None:
+      raise RuntimeError('anchor levels exist after predict() has run')
+    return self._anchor_levels
+
   # ----------------------------------------------------------------- private
+  def _levels(self, anchors_list, feature_map_shapes, image_height):
+    """One `AnchorLevel` per feature map: the extractor's declared stride
+    (`feature_map_strides`, FPN levels) or the input height over the map
+    height."""
+    strides = getattr(self.feature_extractor, 'feature_map_strides', None)
+    if strides is None or len(strides) != len(anchors_list):
+      strides = []
+      for shape in feature_map_shapes:
+        if isinstance(shape[0], int) and isinstance(image_height, int):
+          strides.append(image_height / max(shape[0], 1))
+        else:
+          strides.append(tf.cast(image_height, tf.float32) /
+                         tf.cast(tf.maximum(shape[0], 1), tf.float32))
+    levels = []
+    for stride, anchors in zip(strides, anchors_list):
+      count = anchors.num_boxes_static()
+      levels.append(target_assigner_lib.AnchorLevel(
+          stride, count if count is not None else anchors.num_boxes()))
+    return levels
+
+  def _input_size(self, preprocessed_inputs):
+    """(H, W) of the padded input, ints where static."""
+    shape = shape_utils.combined_static_and_dynamic_shape(preprocessed_inputs)
+    return shape[1], shape[2]
+
   def _unmatched_class_label(self):
     if self._add_background_class:
       return tf.one_hot(0, self.num_classes + 1, dtype=tf.float32)

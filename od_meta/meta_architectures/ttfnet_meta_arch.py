@@ -25,10 +25,17 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from od_meta.box_coders import ltrb_distance_box_coder
+from od_meta.core import box_coder as box_coder_lib
+from od_meta.core import box_list
 from od_meta.core import dense_post_processing as dpp
+from od_meta.core import standard_fields
 from od_meta.core import target_assigner as target_assigner_lib
 from od_meta.meta_architectures import dense_meta_arch
 
+DTF = standard_fields.DenseTargetFields
+# Distances in input pixels (s * ReLU(raw) already applied).
+_LTRB_CODER = ltrb_distance_box_coder.LtrbDistanceBoxCoder()
 HEATMAP = 'heatmap'
 BOX_DISTANCES = 'box_distances'
 
@@ -71,7 +78,7 @@ class TTFNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     name: Keras layer name.
 
   Raises:
-    ValueError: if the assigner's stride differs from the extractor's.
+    ValueError: if the assigner's strides differ from the extractor's.
   """
 
   def __init__(self, *, is_training, num_classes, image_resizer_fn,
@@ -82,13 +89,9 @@ class TTFNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     super().__init__(is_training=is_training, num_classes=num_classes,
                      image_resizer_fn=image_resizer_fn,
                      feature_extractor=feature_extractor,
+                     target_assigner=target_assigner,
                      head_channels=head_channels,
                      use_depthwise=use_depthwise, name=name or 'ttfnet')
-    if target_assigner.stride != self.stride:
-      raise ValueError(
-          f'the target assigner stride ({target_assigner.stride}) differs '
-          f'from the feature extractor output stride ({self.stride})')
-    self._target_assigner = target_assigner
 
   def _head_specs(self):
     return {HEATMAP: (self.num_classes, self._params.heatmap_bias_init),
@@ -98,35 +101,29 @@ class TTFNetMetaArch(dense_meta_arch.DenseHeatmapMetaArch):
     """(top, left, bottom, right) in input pixels: s * ReLU(raw) (Eq. 4)."""
     return self._params.regression_scale * tf.nn.relu(raw)
 
-  def _assign_targets(self, preprocessed_inputs, true_image_shapes):
-    gt = self._groundtruth_in_padded_frame(preprocessed_inputs,
-                                           true_image_shapes)
-    height, width = self._input_size(preprocessed_inputs)
-    targets = self._target_assigner.assign(
-        height, width, gt['boxes'], gt['classes'], gt['weights'])
-    num_objects = tf.maximum(tf.reduce_sum(targets['num_objects']), 1.0)
-    return targets, num_objects
-
   def _predicted_boxes(self, raw_distances):
-    """`[B, h, w, 4]` input-pixel yxyx boxes from the distance head."""
+    """`[B, h, w, 4]` input-pixel yxyx boxes from the distance head,
+    decoded by `LtrbDistanceBoxCoder` against the locations' centers."""
     distances = self.distances(raw_distances)
     shape = tf.shape(raw_distances)
     grid = target_assigner_lib.coordinates_grid(shape[1], shape[2],
                                                 self.stride)
-    centers = tf.tile(grid, [1, 1, 2])[tf.newaxis]
-    signs = tf.constant([-1.0, -1.0, 1.0, 1.0])
-    return centers + signs * distances
+    points = box_list.BoxList(tf.reshape(tf.tile(grid, [1, 1, 2]), [-1, 4]))
+    boxes = box_coder_lib.batch_decode(
+        tf.reshape(distances, tf.stack([shape[0], -1, 4])), _LTRB_CODER,
+        points)
+    return tf.reshape(boxes, shape)
 
   def _stack_loss(self, predictions, targets, num_objects):
     params = self._params
     heatmap_loss = tf.reduce_sum(params.classification_loss(
-        predictions[HEATMAP], targets['heatmap'])) / num_objects
+        predictions[HEATMAP], targets[DTF.heatmap])) / num_objects
     boxes = self._predicted_boxes(predictions[BOX_DISTANCES])
     batch = tf.shape(boxes)[0]
-    weights = tf.reshape(targets['box_weights'], [batch, -1])
+    weights = tf.reshape(targets[DTF.box_weights], [batch, -1])
     per_location = params.localization_loss(
         tf.reshape(boxes, [batch, -1, 4]),
-        tf.reshape(targets['box_targets'], [batch, -1, 4]), weights=weights)
+        tf.reshape(targets[DTF.box_targets], [batch, -1, 4]), weights=weights)
     # TTFNet's reference code divides by the summed weights (+ 1e-4).
     regression_loss = (tf.reduce_sum(per_location) /
                        (tf.reduce_sum(weights) + 1e-4))

@@ -23,10 +23,13 @@ pixels internally.
 
 import tensorflow as tf
 
+from od_meta.core import standard_fields
 from od_meta.core import target_assigner
 from od_meta.target_assigners import gaussian_heatmaps
 
 _INT32_MAX = 2**31 - 1
+
+DTF = standard_fields.DenseTargetFields
 
 
 def check_groundtruth_lists(groundtruth_boxes_list, groundtruth_classes_list,
@@ -225,7 +228,7 @@ def scatter_winners(flat_indices, priorities, valid, values, num_pixels):
   return dense, mask, winner
 
 
-class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
+class CenterNetTargetAssigner(target_assigner.SingleLevelDenseTargetAssigner):
   """CenterNet "Objects as Points" targets: center heatmap, size, offset.
 
   Optionally also the human-pose targets (Sec. 4). Output maps are at
@@ -340,29 +343,29 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
     Returns:
       dict of float32 tensors (B = batch, h = height // stride,
       w = width // stride, "out" = output-stride pixels):
-        'heatmap': `[B, h, w, C]` circular Gaussians, element-wise max.
-        'size': `[B, h, w, 2]` (box height, width) out at center pixels.
-        'offset': `[B, h, w, 2]` (y, x) center / stride - location.
-        'center_weights': `[B, h, w]` 1 at the center pixels of valid boxes.
-        'num_objects': `[B]` number of valid boxes.
+        DTF.heatmap: `[B, h, w, C]` circular Gaussians, element-wise max.
+        DTF.size: `[B, h, w, 2]` (box height, width) out at center pixels.
+        DTF.offset: `[B, h, w, 2]` (y, x) center / stride - location.
+        DTF.center_weights: `[B, h, w]` 1 at the center pixels of valid boxes.
+        DTF.num_objects: `[B]` number of valid boxes.
       and with `compute_keypoints`:
-        'keypoint_heatmap': `[B, h, w, K]` Gaussians at visible keypoints
+        DTF.keypoint_heatmap: `[B, h, w, K]` Gaussians at visible keypoints
           (sigma and radius of the object times keypoint_std_devs[k]).
-        'keypoint_regression': `[B, h, w, 2K]` interleaved
+        DTF.keypoint_regression: `[B, h, w, 2K]` interleaved
           (y0, x0, y1, x1, ...): keypoint / stride - object center location,
           out, at the object's center pixel.
-        'keypoint_regression_weights': `[B, h, w, 2K]` 1 at the center
+        DTF.keypoint_regression_weights: `[B, h, w, 2K]` 1 at the center
           pixel for visible keypoints (both y and x entries).
-        'keypoint_offset': `[B, h, w, 2]` keypoint / stride - pixel at each
+        DTF.keypoint_offset: `[B, h, w, 2]` keypoint / stride - pixel at each
           visible keypoint's own pixel floor(keypoint / stride) and, with
           `offset_peak_radius` r, at the pixels within Chebyshev distance r
           of it (if several land on one pixel, the nearer one wins, then the
           one of the smaller box, then the lower keypoint index). With
           `per_keypoint_offset`: `[B, h, w, 2K]` interleaved (y0, x0, y1,
           ...), keypoint type k on channels 2k, 2k + 1.
-        'keypoint_offset_weights': `[B, h, w]`, or `[B, h, w, 2K]` with
+        DTF.keypoint_offset_weights: `[B, h, w]`, or `[B, h, w, 2K]` with
           `per_keypoint_offset`.
-        'num_keypoints': `[B]` number of visible keypoints used.
+        DTF.num_keypoints: `[B]` number of visible keypoints used.
 
     Raises:
       ValueError: on missing / mismatched lists or bad static shapes,
@@ -418,11 +421,11 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
     map_shape = tf.stack([out_h, out_w])
     dense = tf.reshape(dense, tf.concat([map_shape, [4]], 0))
     targets = {
-        'heatmap': heatmap,
-        'size': dense[:, :, :2],
-        'offset': dense[:, :, 2:],
-        'center_weights': tf.reshape(mask, map_shape),
-        'num_objects': tf.reduce_sum(valid_f),
+        DTF.heatmap: heatmap,
+        DTF.size: dense[:, :, :2],
+        DTF.offset: dense[:, :, 2:],
+        DTF.center_weights: tf.reshape(mask, map_shape),
+        DTF.num_objects: tf.reduce_sum(valid_f),
     }
     if self._compute_keypoints:
       targets.update(self._keypoint_targets(
@@ -558,10 +561,10 @@ class CenterNetTargetAssigner(target_assigner.DenseTargetAssigner):
       offset_map = tf.reshape(offset_map, tf.concat([map_shape, [2]], 0))
       offset_mask = tf.reshape(offset_mask, map_shape)
     return {
-        'keypoint_heatmap': keypoint_heatmap,
-        'keypoint_regression': tf.reshape(regression_map, reg_shape),
-        'keypoint_regression_weights': tf.reshape(reg_weight_map, reg_shape),
-        'keypoint_offset': offset_map,
-        'keypoint_offset_weights': offset_mask,
-        'num_keypoints': tf.reduce_sum(visible_f),
+        DTF.keypoint_heatmap: keypoint_heatmap,
+        DTF.keypoint_regression: tf.reshape(regression_map, reg_shape),
+        DTF.keypoint_regression_weights: tf.reshape(reg_weight_map, reg_shape),
+        DTF.keypoint_offset: offset_map,
+        DTF.keypoint_offset_weights: offset_mask,
+        DTF.num_keypoints: tf.reduce_sum(visible_f),
     }

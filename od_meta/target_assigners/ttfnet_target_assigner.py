@@ -29,14 +29,17 @@ weights a box keeps sum to log(a_m) only where it owns all of A_m.
 
 import tensorflow as tf
 
+from od_meta.core import standard_fields
 from od_meta.core import target_assigner
 from od_meta.target_assigners import center_net_target_assigner
 from od_meta.target_assigners import gaussian_heatmaps
 
 _INT32_MAX = 2**31 - 1
 
+DTF = standard_fields.DenseTargetFields
 
-class TTFNetTargetAssigner(target_assigner.DenseTargetAssigner):
+
+class TTFNetTargetAssigner(target_assigner.SingleLevelDenseTargetAssigner):
   """TTFNet targets: heatmap, per-location box targets and sample weights.
 
   Output maps are at `h = height // stride`, `w = width // stride`.
@@ -115,13 +118,13 @@ class TTFNetTargetAssigner(target_assigner.DenseTargetAssigner):
     Returns:
       dict of float32 tensors (B = batch, h = height // stride,
       w = width // stride):
-        'heatmap': `[B, h, w, C]` elliptical alpha-Gaussians.
-        'box_targets': `[B, h, w, 4]` the owning box, clipped to the image,
+        DTF.heatmap: `[B, h, w, C]` elliptical alpha-Gaussians.
+        DTF.box_targets: `[B, h, w, 4]` the owning box, clipped to the image,
           in INPUT-IMAGE PIXELS [ymin, xmin, ymax, xmax]; zeros where no
           box owns the location.
-        'box_weights': `[B, h, w]` W_ij (TTFNet Eq. 5) of the owning box,
+        DTF.box_weights: `[B, h, w]` W_ij (TTFNet Eq. 5) of the owning box,
           0 elsewhere.
-        'num_objects': `[B]` number of valid boxes.
+        DTF.num_objects: `[B]` number of valid boxes.
 
     Raises:
       ValueError: on missing / mismatched lists or bad static shapes,
@@ -200,8 +203,8 @@ class TTFNetTargetAssigner(target_assigner.DenseTargetAssigner):
     box_targets.set_shape(static + (4,))
     box_weights.set_shape(static)
     return {
-        'heatmap': heatmap,
-        'box_targets': box_targets,
-        'box_weights': box_weights,
-        'num_objects': tf.reduce_sum(valid_f),
+        DTF.heatmap: heatmap,
+        DTF.box_targets: box_targets,
+        DTF.box_weights: box_weights,
+        DTF.num_objects: tf.reduce_sum(valid_f),
     }

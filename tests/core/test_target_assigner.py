@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from od_meta.box_coders import faster_rcnn_box_coder
 from od_meta.core import box_list
+from od_meta.core import standard_fields
 from od_meta.core import region_similarity_calculator
 from od_meta.core import target_assigner as ta
 from od_meta.matchers import argmax_matcher
@@ -52,7 +53,7 @@ def _assign(assigner=None, gt=GT, labels=LABELS, weights=None,
 
 def test_assign_two_gt_four_anchors():
   cls_t, cls_w, reg_t, reg_w, match = _assign()
-  np.testing.assert_array_equal(match.match_results.numpy(), [0, 1, -2, -1])
+  np.testing.assert_array_equal(match.numpy(), [0, 1, -2, -1])
   np.testing.assert_allclose(cls_t.numpy(),
                              [[0, 1, 0], [0, 0, 1], [1, 0, 0], [1, 0, 0]])
   # Ignored anchor 2 gets class weight 0; unmatched anchor 3 weight 1.
@@ -75,7 +76,7 @@ def test_weights_and_negative_class_weight():
   # Weight 0 invalidates gt0: anchors 0 and 2 become unmatched negatives.
   cls_t, cls_w, reg_t, reg_w, match = _assign(
       weights=np.array([0.0, 1.0], np.float32))
-  np.testing.assert_array_equal(match.match_results.numpy(), [-1, 1, -1, -1])
+  np.testing.assert_array_equal(match.numpy(), [-1, 1, -1, -1])
   np.testing.assert_allclose(cls_t.numpy()[0], BACKGROUND)
   np.testing.assert_allclose(cls_w.numpy()[:, 0], [1, 1, 1, 1])
   np.testing.assert_allclose(reg_w.numpy(), [0, 1, 0, 0])
@@ -92,7 +93,7 @@ def test_default_labels_objectness():
 def test_empty_groundtruth():
   cls_t, cls_w, reg_t, reg_w, match = _assign(
       gt=np.zeros([0, 4], np.float32), labels=np.zeros([0, 3], np.float32))
-  np.testing.assert_array_equal(match.match_results.numpy(), [-1] * 4)
+  np.testing.assert_array_equal(match.numpy(), [-1] * 4)
   np.testing.assert_allclose(cls_t.numpy(), np.tile(BACKGROUND, [4, 1]))
   np.testing.assert_allclose(cls_w.numpy(), np.ones([4, 3]))
   np.testing.assert_array_equal(reg_t.numpy(), np.zeros([4, 4]))
@@ -119,8 +120,7 @@ def test_batch_assign_under_tf_function():
         assigner, box_list.BoxList(tf.constant(ANCHORS)),
         [box_list.BoxList(gt1), box_list.BoxList(gt2)], [labels1, labels2],
         unmatched_class_label=tf.constant(BACKGROUND))
-    return cls_t, cls_w, reg_t, reg_w, tf.stack(
-        [m.match_results for m in matches])
+    return cls_t, cls_w, reg_t, reg_w, matches
 
   cls_t, cls_w, reg_t, reg_w, matches = fn(
       GT, LABELS, np.zeros([0, 4], np.float32), np.zeros([0, 3], np.float32))
@@ -174,7 +174,7 @@ def test_dense_target_assigner_interface():
   with pytest.raises(TypeError):
     ta.DenseTargetAssigner()  # pylint: disable=abstract-class-instantiated
 
-  class Toy(ta.DenseTargetAssigner):
+  class Toy(ta.SingleLevelDenseTargetAssigner):
 
     @property
     def stride(self):
@@ -187,5 +187,41 @@ def test_dense_target_assigner_interface():
                                  self.stride)
       return {'grid': tf.stack([grid] * len(groundtruth_boxes_list))}
 
-  out = Toy().assign(8, 16, [GT], [LABELS])
+  toy = Toy()
+  assert toy.strides == [4]
+  out = toy.assign(8, 16, [GT], [LABELS])
   assert out['grid'].shape == (1, 2, 4, 2)
+  (level,) = toy.assign_levels(8, 16, [ta.FeatureLevel(4, 2, 4)], [GT],
+                               [LABELS])
+  np.testing.assert_array_equal(level['grid'].numpy(), out['grid'].numpy())
+  with pytest.raises(ValueError, match='strides'):
+    toy.assign_levels(8, 16, [ta.FeatureLevel(8, 1, 2)], [GT], [LABELS])
+  with pytest.raises(ValueError, match='strides'):
+    toy.assign_levels(8, 16, [ta.FeatureLevel(4, 2, 4),
+                              ta.FeatureLevel(8, 1, 2)], [GT], [LABELS])
+
+
+def test_target_assignment_is_one_named_result():
+  result = _assign()
+  assert isinstance(result, ta.TargetAssignment)
+  keyed = result.as_dict()
+  assert sorted(keyed) == sorted([
+      standard_fields.TargetAssignmentFields.cls_targets,
+      standard_fields.TargetAssignmentFields.cls_weights,
+      standard_fields.TargetAssignmentFields.reg_targets,
+      standard_fields.TargetAssignmentFields.reg_weights,
+      standard_fields.TargetAssignmentFields.matches])
+  np.testing.assert_array_equal(
+      keyed[standard_fields.TargetAssignmentFields.matches].numpy(),
+      [0, 1, -2, -1])
+  assert issubclass(ta.TargetAssigner, ta.AnchorTargetAssigner)
+
+
+def test_level_helpers():
+  levels = [ta.AnchorLevel(8, 3), ta.AnchorLevel(16, 2)]
+  np.testing.assert_allclose(ta.anchor_strides(levels).numpy(),
+                             [8, 8, 8, 16, 16])
+  np.testing.assert_array_equal(ta.anchor_level_indices(levels).numpy(),
+                                [0, 0, 0, 1, 1])
+  parts = ta.split_by_level(tf.range(5), levels)
+  assert [p.numpy().tolist() for p in parts] == [[0, 1, 2], [3, 4]]

@@ -228,7 +228,7 @@ def test_groundtruth_equal_to_an_anchor_gives_zero_regression_target():
       box_list.BoxList(tf.constant(anchors)), box_list.BoxList(tf.constant(gt)))
   np.testing.assert_allclose(reg_targets.numpy()[5], 0.0, atol=1e-6)
   np.testing.assert_array_equal(np.flatnonzero(reg_weights.numpy()), [5])
-  assert match.match_results.numpy()[5] == 0
+  assert match.numpy()[5] == 0
 
 
 def test_localization_loss_golden_and_normalizations():
