@@ -21,7 +21,9 @@ _BUILDERS = {
     'keypoint_box_coder': lambda c: keypoint_box_coder.KeypointBoxCoder(
         num_keypoints=c.num_keypoints, scale_factors=_scale_factors(c)),
     'ltrb_distance_box_coder': lambda c: (
-        ltrb_distance_box_coder.LtrbDistanceBoxCoder(scale=c.scale)),
+        ltrb_distance_box_coder.LtrbDistanceBoxCoder(
+            scale=c.scale,
+            normalize_by_anchor_size=c.normalize_by_anchor_size)),
 }
 
 

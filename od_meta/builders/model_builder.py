@@ -8,6 +8,7 @@ fields to the constructor arguments.
 from od_meta.builders import builder_utils
 from od_meta.builders import center_net_builder
 from od_meta.builders import faster_rcnn_builder
+from od_meta.builders import fcos_builder
 from od_meta.builders import ssd_builder
 from od_meta.builders import ttfnet_builder
 from od_meta.protos import model_pb2
@@ -19,6 +20,7 @@ META_ARCHITECTURE_BUILDERS = {
     'faster_rcnn': faster_rcnn_builder.build,
     'center_net': center_net_builder.build,
     'ttfnet': ttfnet_builder.build,
+    'fcos': fcos_builder.build,
 }
 
 

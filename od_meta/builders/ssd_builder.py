@@ -13,6 +13,7 @@ from od_meta.builders import losses_builder
 from od_meta.builders import matcher_builder
 from od_meta.builders import post_processing_builder
 from od_meta.builders import region_similarity_calculator_builder
+from od_meta.builders import target_assigner_builder
 from od_meta.core import target_assigner
 from od_meta.feature_extractors import ssd_mobilenet_v2
 from od_meta.feature_extractors import ssd_mobilenet_v2_fpn
@@ -20,6 +21,7 @@ from od_meta.feature_extractors import ssd_resnet_fpn
 from od_meta.feature_extractors import ssd_vgg16
 from od_meta.meta_architectures import ssd_meta_arch
 from od_meta.protos import ssd_pb2
+from od_meta.utils import config_util
 
 
 def _common_extractor_kwargs(config):
@@ -82,23 +84,63 @@ FEATURE_EXTRACTORS = {
 }
 
 
-def build_feature_extractor(config):
+def build_feature_extractor(config, field='ssd.feature_extractor'):
   """Returns the SSD feature extractor named by `config.type`.
 
+  Args:
+    config: an `SsdFeatureExtractor` message.
+    field: its path in the pipeline config, for errors.
+
   Raises:
-    ValueError: on an unknown type (the error lists the known ones).
+    ValueError: on an unknown type (the error lists the known ones), or an
+      extractor constructor's error, prefixed with `field`.
   """
   if config.type not in FEATURE_EXTRACTORS:
     raise ValueError(
-        f'ssd.feature_extractor.type {config.type!r} is unknown; use one of '
+        f'{field}.type {config.type!r} is unknown; use one of '
         f'{", ".join(sorted(FEATURE_EXTRACTORS))}')
-  return FEATURE_EXTRACTORS[config.type](config)
+  try:
+    return FEATURE_EXTRACTORS[config.type](config)
+  except ValueError as e:
+    raise ValueError(f'{field} ({config.type}): {e}') from e
 
 
 def _required(config, field):
   if not config.HasField(field):
     raise ValueError(f'ssd.{field} is not set')
   return getattr(config, field)
+
+
+def _target_assigner(ssd_config, box_coder, anchor_generator,
+                     feature_extractor):
+  """The IoU rule (`matcher` + `similarity_calculator`) or the rule of
+  `target_assigner` (e.g. ATSS); the two are exclusive."""
+  if ssd_config.HasField('target_assigner'):
+    for field in ('matcher', 'similarity_calculator'):
+      if ssd_config.HasField(field):
+        raise ValueError(
+            f'ssd.{field} is not used when ssd.target_assigner is set (it '
+            'defines the IoU rule); remove one of them')
+    per_location = anchor_generator.num_anchors_per_location()
+    strides = getattr(feature_extractor, 'feature_map_strides', None)
+    counts = None
+    if strides is not None and len(strides) == len(per_location):
+      counts = target_assigner_builder.level_anchor_counts(
+          config_util.get_spatial_image_size(ssd_config.image_resizer),
+          strides)
+      counts = counts and [c * a for c, a in zip(counts, per_location)]
+    return target_assigner_builder.build(
+        ssd_config.target_assigner, box_coder=box_coder,
+        num_levels=len(per_location),
+        negative_class_weight=ssd_config.negative_class_weight,
+        field='ssd.target_assigner', level_anchor_counts=counts,
+        strides=strides)
+  matcher = matcher_builder.build(_required(ssd_config, 'matcher'))
+  similarity = region_similarity_calculator_builder.build(
+      _required(ssd_config, 'similarity_calculator'))
+  return target_assigner.TargetAssigner(
+      similarity, matcher, box_coder,
+      negative_class_weight=ssd_config.negative_class_weight)
 
 
 def build(ssd_config, *, is_training):
@@ -118,9 +160,6 @@ def build(ssd_config, *, is_training):
   anchor_generator = anchor_generator_builder.build(
       _required(ssd_config, 'anchor_generator'))
   box_coder = box_coder_builder.build(_required(ssd_config, 'box_coder'))
-  matcher = matcher_builder.build(_required(ssd_config, 'matcher'))
-  similarity = region_similarity_calculator_builder.build(
-      _required(ssd_config, 'similarity_calculator'))
   add_background_class = (ssd_config.add_background_class and
                           not ssd_config.encode_background_as_zeros)
   num_class_slots = ssd_config.num_classes + (1 if add_background_class else
@@ -158,9 +197,8 @@ def build(ssd_config, *, is_training):
       box_predictor=predictor,
       anchor_generator=anchor_generator,
       box_coder=box_coder,
-      target_assigner=target_assigner.TargetAssigner(
-          similarity, matcher, box_coder,
-          negative_class_weight=ssd_config.negative_class_weight),
+      target_assigner=_target_assigner(ssd_config, box_coder,
+                                       anchor_generator, feature_extractor),
       non_max_suppression_fn=post_processing.non_max_suppression_fn,
       score_conversion_fn=post_processing.score_converter_fn,
       loss_config=loss_config,

@@ -22,21 +22,25 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from od_meta.protos import box_predictor_pb2 as od__meta_dot_protos_dot_box__predictor__pb2
 from od_meta.protos import hyperparams_pb2 as od__meta_dot_protos_dot_hyperparams__pb2
 from od_meta.protos import image_resizer_pb2 as od__meta_dot_protos_dot_image__resizer__pb2
 from od_meta.protos import losses_pb2 as od__meta_dot_protos_dot_losses__pb2
 from od_meta.protos import post_processing_pb2 as od__meta_dot_protos_dot_post__processing__pb2
 from od_meta.protos import ssd_pb2 as od__meta_dot_protos_dot_ssd__pb2
+from od_meta.protos import target_assigner_pb2 as od__meta_dot_protos_dot_target__assigner__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19od_meta/protos/fcos.proto\x12\x0eod_meta.protos\x1a\"od_meta/protos/box_predictor.proto\x1a od_meta/protos/hyperparams.proto\x1a\"od_meta/protos/image_resizer.proto\x1a\x1bod_meta/protos/losses.proto\x1a$od_meta/protos/post_processing.proto\x1a\x18od_meta/protos/ssd.proto\"\xe2\x05\n\x04\x46\x63os\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x33\n\rimage_resizer\x18\x02 \x01(\x0b\x32\x1c.od_meta.protos.ImageResizer\x12>\n\x11\x66\x65\x61ture_extractor\x18\x03 \x01(\x0b\x32#.od_meta.protos.SsdFeatureExtractor\x12\x14\n\tmin_level\x18\x04 \x01(\x05:\x01\x33\x12\x14\n\tmax_level\x18\x05 \x01(\x05:\x01\x37\x12\x13\n\x0bsize_ranges\x18\x06 \x03(\x02\x12#\n\x16\x63\x65nter_sampling_radius\x18\x07 \x01(\x02:\x03\x31.5\x12-\n\x1f\x63\x65nterness_on_regression_branch\x18\x08 \x01(\x08:\x04true\x12\x1e\n\x10norm_reg_targets\x18\t \x01(\x08:\x04true\x12\x33\n\rbox_predictor\x18\n \x01(\x0b\x32\x1c.od_meta.protos.BoxPredictor\x12@\n\x1b\x63\x65nterness_conv_hyperparams\x18\x0b \x01(\x0b\x32\x1b.od_meta.protos.Hyperparams\x12?\n\x13\x63lassification_loss\x18\x0c \x01(\x0b\x32\".od_meta.protos.ClassificationLoss\x12;\n\x11localization_loss\x18\r \x01(\x0b\x32 .od_meta.protos.LocalizationLoss\x12%\n\x1a\x63lassification_loss_weight\x18\x0e \x01(\x02:\x01\x31\x12#\n\x18localization_loss_weight\x18\x0f \x01(\x02:\x01\x31\x12!\n\x16\x63\x65nterness_loss_weight\x18\x10 \x01(\x02:\x01\x31\x12\x37\n\x0fpost_processing\x18\x11 \x01(\x0b\x32\x1e.od_meta.protos.PostProcessing')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19od_meta/protos/fcos.proto\x12\x0eod_meta.protos\x1a od_meta/protos/hyperparams.proto\x1a\"od_meta/protos/image_resizer.proto\x1a\x1bod_meta/protos/losses.proto\x1a$od_meta/protos/post_processing.proto\x1a\x18od_meta/protos/ssd.proto\x1a$od_meta/protos/target_assigner.proto\"\x80\x05\n\x04\x46\x63os\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x33\n\rimage_resizer\x18\x02 \x01(\x0b\x32\x1c.od_meta.protos.ImageResizer\x12>\n\x11\x66\x65\x61ture_extractor\x18\x03 \x01(\x0b\x32#.od_meta.protos.SsdFeatureExtractor\x12\x37\n\x0ftarget_assigner\x18\x04 \x01(\x0b\x32\x1e.od_meta.protos.TargetAssigner\x12&\n\x04head\x18\x05 \x01(\x0b\x32\x18.od_meta.protos.FcosHead\x12?\n\x13\x63lassification_loss\x18\x06 \x01(\x0b\x32\".od_meta.protos.ClassificationLoss\x12;\n\x11localization_loss\x18\x07 \x01(\x0b\x32 .od_meta.protos.LocalizationLoss\x12%\n\x1a\x63lassification_loss_weight\x18\x08 \x01(\x02:\x01\x31\x12#\n\x18localization_loss_weight\x18\t \x01(\x02:\x01\x31\x12!\n\x16\x63\x65nterness_loss_weight\x18\n \x01(\x02:\x01\x31\x12%\n\x17pre_nms_top_k_per_level\x18\x0b \x01(\x05:\x04\x31\x30\x30\x30\x12\x37\n\x0fpost_processing\x18\x0c \x01(\x0b\x32\x1e.od_meta.protos.PostProcessing\x12@\n\x14soft_level_selection\x18\r \x01(\x0b\x32\".od_meta.protos.SoftLevelSelection\"\x82\x03\n\x08\x46\x63osHead\x12\x12\n\x05\x64\x65pth\x18\x01 \x01(\x05:\x03\x32\x35\x36\x12&\n\x1bnum_layers_before_predictor\x18\x02 \x01(\x05:\x01\x34\x12\x16\n\x0bkernel_size\x18\x03 \x01(\x05:\x01\x33\x12\x1c\n\x0euse_group_norm\x18\x04 \x01(\x08:\x04true\x12\x1d\n\x11group_norm_groups\x18\x05 \x01(\x05:\x02\x33\x32\x12%\n\x17\x63lass_prior_probability\x18\x06 \x01(\x02:\x04\x30.01\x12 \n\x12predict_centerness\x18\x07 \x01(\x08:\x04true\x12-\n\x1f\x63\x65nterness_on_regression_branch\x18\x08 \x01(\x08:\x04true\x12\x18\n\nuse_scales\x18\t \x01(\x08:\x04true\x12\x1c\n\ruse_depthwise\x18\n \x01(\x08:\x05\x66\x61lse\x12\x35\n\x10\x63onv_hyperparams\x18\x0b \x01(\x0b\x32\x1b.od_meta.protos.Hyperparams\"\x8c\x01\n\x12SoftLevelSelection\x12\x14\n\tcrop_size\x18\x01 \x01(\x05:\x01\x37\x12\x12\n\x05\x64\x65pth\x18\x02 \x01(\x05:\x03\x32\x35\x36\x12\x14\n\tnum_convs\x18\x03 \x01(\x05:\x01\x32\x12\x1e\n\x13num_selected_levels\x18\x04 \x01(\x05:\x01\x33\x12\x16\n\x0bloss_weight\x18\x05 \x01(\x02:\x01\x31')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'od_meta.protos.fcos_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FCOS']._serialized_start=245
-  _globals['_FCOS']._serialized_end=983
+  _globals['_FCOS']._serialized_start=247
+  _globals['_FCOS']._serialized_end=887
+  _globals['_FCOSHEAD']._serialized_start=890
+  _globals['_FCOSHEAD']._serialized_end=1276
+  _globals['_SOFTLEVELSELECTION']._serialized_start=1279
+  _globals['_SOFTLEVELSELECTION']._serialized_end=1419
 # @@protoc_insertion_point(module_scope)

@@ -281,3 +281,16 @@ def test_quick_sweep_file_expands():
     # R-FCN is a faster_rcnn model with an rfcn_box_predictor.
     assert sweep.describe_configs(configs)['meta_architecture'] == (
         configuration.axes['meta_architecture'])
+
+
+def test_anchor_point_sweep_file_expands():
+  path = os.path.join(_REPO, 'configs', 'sweeps',
+                      'digits_anchor_point.sweep.json')
+  configurations = sweep.configurations_from_paths([path])
+  assert [c.name for c in configurations] == [
+      'retinanet_argmax', 'retinanet_atss', 'fcos', 'fcos_atss', 'sapd']
+  for configuration in configurations:
+    configs = sweep.resolve_configs(configuration)
+    assert sweep.describe_configs(configs)['meta_architecture'] == (
+        configuration.axes['meta_architecture'])
+    assert configuration.axes['feature_extractor'] == 'mobilenet_v2_fpnlite'
