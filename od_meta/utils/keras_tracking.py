@@ -69,19 +69,21 @@ class CheckpointTrackedCollections:
     return None
 
   def _trackable_children(self, save_type='checkpoint', **kwargs):
-    # Checkpoints: the collections Keras tracks but TF does not follow.
+    # Checkpoints: the collections Keras tracks but TF does not follow, and
+    # tuples, which Keras 3 does not track at all (the weight-shared
+    # predictor's towers were left out of every checkpoint and restored
+    # with wrong values).
     # SavedModels: Keras 3 turns each tracked collection into a plain list /
-    # dict (one level only) and does not list tuples at all, so layers in
-    # nested lists (the FPN's [conv, bn, act] blocks) or tuples (the
-    # weight-shared predictor's towers) were unreachable and exporting
+    # dict (one level only) and drops tuples, so layers in nested lists (the
+    # FPN's [conv, bn, act] blocks) or tuples were unreachable and exporting
     # failed with an "untracked resource" error; every collection attribute
-    # holding layers gets the wrapper there. (Checkpoint keys are unchanged,
-    # so older checkpoints still restore.)
+    # holding layers gets the wrapper there.
     children = super()._trackable_children(save_type, **kwargs)
     names = list(getattr(self, '_tracked', ()))
-    if save_type != 'checkpoint':
-      names += [k for k, v in vars(self).items()
-                if isinstance(v, (list, tuple, dict)) and k not in names]
+    names += [k for k, v in vars(self).items()
+              if isinstance(v, tuple) or (save_type != 'checkpoint' and
+                                          isinstance(v, (list, dict)))
+              if k not in names]
     for name in names:
       if name in _SKIP or (name in children and save_type == 'checkpoint'):
         continue
