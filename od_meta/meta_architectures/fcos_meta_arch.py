@@ -48,7 +48,6 @@ import tensorflow as tf
 
 from od_meta.core import box_coder as box_coder_lib
 from od_meta.core import box_list
-from od_meta.core import standard_fields as fields
 from od_meta.core import target_assigner as target_assigner_lib
 from od_meta.core import image_frames
 from od_meta.heads import fcos_head
@@ -348,17 +347,5 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
         tf.gather(indices, result.nmsed_anchor_indices, batch_dims=1), 0)
     raw_boxes = image_frames.to_window_frame(self._decode(codes, anchors),
                                              window)
-    return {
-        fields.DetectionResultFields.detection_boxes: result.nmsed_boxes,
-        fields.DetectionResultFields.detection_scores: result.nmsed_scores,
-        fields.DetectionResultFields.detection_classes: tf.cast(
-            result.nmsed_classes, tf.float32),
-        fields.DetectionResultFields.num_detections: tf.cast(
-            result.num_detections, tf.float32),
-        fields.DetectionResultFields.detection_multiclass_scores:
-            result.nmsed_additional_fields['multiclass_scores'],
-        fields.DetectionResultFields.detection_anchor_indices:
-            anchor_indices,
-        fields.DetectionResultFields.raw_detection_boxes: raw_boxes,
-        fields.DetectionResultFields.raw_detection_scores: scores,
-    }
+    return ssd_meta_arch.detection_dict(result, anchor_indices, raw_boxes,
+                                        scores)

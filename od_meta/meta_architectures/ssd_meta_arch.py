@@ -258,20 +258,8 @@ class SSDMetaArch(model.DetectionModel):
         change_coordinate_frame=True,
         additional_fields={'multiclass_scores': scores})
     raw_boxes = image_frames.to_window_frame(decoded, window)
-    return {
-        fields.DetectionResultFields.detection_boxes: result.nmsed_boxes,
-        fields.DetectionResultFields.detection_scores: result.nmsed_scores,
-        fields.DetectionResultFields.detection_classes: tf.cast(
-            result.nmsed_classes, tf.float32),
-        fields.DetectionResultFields.num_detections: tf.cast(
-            result.num_detections, tf.float32),
-        fields.DetectionResultFields.detection_multiclass_scores:
-            result.nmsed_additional_fields['multiclass_scores'],
-        fields.DetectionResultFields.detection_anchor_indices:
-            result.nmsed_anchor_indices,
-        fields.DetectionResultFields.raw_detection_boxes: raw_boxes,
-        fields.DetectionResultFields.raw_detection_scores: scores,
-    }
+    return detection_dict(result, result.nmsed_anchor_indices, raw_boxes,
+                          scores)
 
   @property
   def anchor_levels(self):
@@ -333,3 +321,31 @@ class SSDMetaArch(model.DetectionModel):
       class_targets.append(one_hot)
     weights = [tf.cast(tf.reshape(w, [-1]), tf.float32) for w in weights_list]
     return boxlists, class_targets, weights
+
+
+def detection_dict(result, anchor_indices, raw_boxes, raw_scores):
+  """The single-shot detectors' `postprocess` outputs.
+
+  Args:
+    result: the `post_processing.BatchNMSResult` (multiclass_scores as its
+      additional field).
+    anchor_indices: int32 `[B, max_det]`, the anchor of each detection.
+    raw_boxes: float32 `[B, A, 4]` decoded boxes, true-window frame.
+    raw_scores: float32 `[B, A, num_classes]` scores before NMS.
+
+  Returns:
+    dict of the standard detection fields (see `SSDMetaArch.postprocess`).
+  """
+  return {
+      fields.DetectionResultFields.detection_boxes: result.nmsed_boxes,
+      fields.DetectionResultFields.detection_scores: result.nmsed_scores,
+      fields.DetectionResultFields.detection_classes: tf.cast(
+          result.nmsed_classes, tf.float32),
+      fields.DetectionResultFields.num_detections: tf.cast(
+          result.num_detections, tf.float32),
+      fields.DetectionResultFields.detection_multiclass_scores:
+          result.nmsed_additional_fields['multiclass_scores'],
+      fields.DetectionResultFields.detection_anchor_indices: anchor_indices,
+      fields.DetectionResultFields.raw_detection_boxes: raw_boxes,
+      fields.DetectionResultFields.raw_detection_scores: raw_scores,
+  }
