@@ -295,6 +295,33 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
     return tf.stack(weights_out), selection_loss
 
   # -------------------------------------------------------------- postprocess
+  def _level_top_k(self, scores, offset, count):
+    """The level's `pre_nms_top_k_per_level` best locations.
+
+    Args:
+      scores: float32 `[B, A, C]` scores of all levels.
+      offset: the level's first anchor index (int or int32 scalar).
+      count: its number of anchors (int, or int32 scalar for dynamic input
+        sizes).
+
+    Returns:
+      (indices int32 `[B, k]` into the A anchors, padding bool `[B, k]`).
+      With a static count, k = min(pre_nms_top_k_per_level, count) and
+      nothing is padding; with a dynamic one, k = pre_nms_top_k_per_level
+      and the entries past the level's count are padding (their index is
+      clamped to the level's last anchor).
+    """
+    k = self._params.pre_nms_top_k_per_level
+    best = tf.reduce_max(scores[:, offset:offset + count], axis=-1)
+    if isinstance(count, int):
+      _, top = tf.math.top_k(best, k=min(k, count))
+      return top + offset, tf.zeros_like(top, tf.bool)
+    best = tf.pad(best, [[0, 0], [0, tf.maximum(k - count, 0)]],
+                  constant_values=-1.0)
+    _, top = tf.math.top_k(best, k=k)
+    return (tf.minimum(top, count - 1) + offset,
+            top >= count)
+
   def postprocess(self, prediction_dict, true_image_shapes):
     """Scores x centerness, per-level top-k, batched NMS, in the graph.
 
@@ -307,6 +334,10 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
       the location over all levels), raw_detection_boxes `[B, A, 4]` and
       raw_detection_scores `[B, A, num_classes]` (true-window frame, before
       the top-k and NMS).
+
+    Static map sizes (a fixed_shape_resizer) keep min(k, level size)
+    candidates per level; dynamic ones (e.g. keep_aspect_ratio_resizer
+    without padding) keep k per level, padded.
     """
     preprocessed = prediction_dict['preprocessed_inputs']
     anchors = box_list.BoxList(prediction_dict['anchors'])
@@ -315,19 +346,18 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
     if self._params.use_centerness:
       scores = scores * tf.sigmoid(prediction_dict[CENTERNESS])
     codes = prediction_dict['box_encodings']
-    candidates = []
+    candidates, padding = [], []
     offset = 0
     for level in self.anchor_levels:
-      count = level.num_anchors
-      if not isinstance(count, int):
-        raise ValueError('FCOS post-processing needs static level sizes')
-      level_scores = scores[:, offset:offset + count]
-      k = min(self._params.pre_nms_top_k_per_level, count)
-      _, top = tf.math.top_k(tf.reduce_max(level_scores, axis=-1), k=k)
-      candidates.append(top + offset)
-      offset += count
+      top, is_padding = self._level_top_k(scores, offset, level.num_anchors)
+      candidates.append(top)
+      padding.append(is_padding)
+      offset = offset + level.num_anchors
     indices = tf.concat(candidates, axis=1)
     top_scores = tf.gather(scores, indices, batch_dims=1)
+    # Padding candidates of a level smaller than k (dynamic sizes) score 0.
+    top_scores = tf.where(tf.concat(padding, axis=1)[..., tf.newaxis], 0.0,
+                          top_scores)
     top_codes = tf.gather(codes, indices, batch_dims=1)
     top_anchors = tf.gather(anchors.get(), indices)
     batch = tf.shape(indices)[0]

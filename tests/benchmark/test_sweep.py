@@ -288,7 +288,8 @@ def test_anchor_point_sweep_file_expands():
                       'digits_anchor_point.sweep.json')
   configurations = sweep.configurations_from_paths([path])
   assert [c.name for c in configurations] == [
-      'retinanet_argmax', 'retinanet_atss', 'fcos', 'fcos_atss', 'sapd']
+      'retinanet_argmax', 'retinanet_atss', 'retinanet_fcos_rule', 'fcos',
+      'fcos_atss', 'sapd']
   for configuration in configurations:
     configs = sweep.resolve_configs(configuration)
     assert sweep.describe_configs(configs)['meta_architecture'] == (

@@ -325,6 +325,32 @@ def test_postprocess_of_a_real_prediction_in_graph():
   assert ((indices >= 0) & (indices < _NUM_ANCHORS)).all()
 
 
+def test_postprocess_with_dynamic_map_sizes_matches_static():
+  # A graph traced for any input size (levels of unknown size) keeps
+  # pre_nms_top_k_per_level candidates per level, padded with score 0: the
+  # detections equal the static-size ones (k = 100 > the 64, 16 and 4
+  # locations of P3-P5 at 64 px, so every level is padded).
+  model = _build(_config_text(extra='pre_nms_top_k_per_level: 100',
+                              score_threshold=0.001), is_training=False)
+  images = _images(1, seed=3)
+  preprocessed, true_shapes = model.preprocess(images)
+  static = model.postprocess(model.predict(preprocessed, true_shapes),
+                             true_shapes)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3]),
+                                tf.TensorSpec([None, 3], tf.int32)])
+  def detect(pre, shapes):
+    pred = model.predict(pre, shapes)
+    assert not isinstance(model.anchor_levels[0].num_anchors, int)
+    return model.postprocess(pred, shapes)
+
+  dynamic = detect(preprocessed, true_shapes)
+  for key in (_DET.num_detections, _DET.detection_scores,
+              _DET.detection_boxes, _DET.detection_anchor_indices):
+    np.testing.assert_allclose(dynamic[key].numpy(), static[key].numpy(),
+                               atol=1e-5, err_msg=key)
+
+
 # ------------------------------------------------------------ ATSS / SAPD
 def test_atss_assigner_train_step():
   model = _build(_config_text(
