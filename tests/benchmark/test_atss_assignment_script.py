@@ -31,6 +31,8 @@ def test_verdict_rules():
   assert verdict(0.01, 0.005, 0.015).startswith('no gap to close')
   assert verdict(0.08, 0.04, 0.015).startswith('the gap narrows')
   assert verdict(0.02, 0.05, 0.015).startswith('the gap does not close')
+  assert "FCOS's rule in both" in verdict(0.08, 0.005, 0.015,
+                                          shared="FCOS's rule")
   assert verdict(0.01, 0.05, 0.015).startswith('the gap does not close')
 
 
