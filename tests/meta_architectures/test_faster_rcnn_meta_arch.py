@@ -149,15 +149,31 @@ def test_training_predict_loss_and_gradients(rfcn):
   assert any('rpn' in k for k in named)
 
 
+def _iou(boxes, box):
+  """IoU of `[N, 4]` yxyx boxes with one box (numpy)."""
+  ymin = np.maximum(boxes[:, 0], box[0])
+  xmin = np.maximum(boxes[:, 1], box[1])
+  ymax = np.minimum(boxes[:, 2], box[2])
+  xmax = np.minimum(boxes[:, 3], box[3])
+  inter = np.clip(ymax - ymin, 0, None) * np.clip(xmax - xmin, 0, None)
+  area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+  return inter / np.maximum(area(boxes) + area(np.asarray(box)) - inter, 1e-9)
+
+
 def test_groundtruth_boxes_join_the_sampled_proposals():
   # At initialization the RPN proposals rarely overlap the groundtruth;
   # the groundtruth boxes added to the proposals give the second stage
-  # positives (image 1 has 2 boxes: both must be among its proposals).
+  # positives. Image 1 has 2 boxes and the sampler keeps at most 25% of 8 =
+  # 2 positives, so its sample always holds exactly 2 positives (IoU >= 0.5
+  # with a groundtruth box); which 2 is random when an RPN proposal also
+  # overlaps a box, so the test does not ask for the boxes themselves.
   model = _build()
   predictions, _ = _run(model, training=True)
-  boxes = predictions['proposal_boxes'][1].numpy()
-  for gt in ([0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5]):
-    assert np.any(np.all(np.isclose(boxes, gt, atol=1e-6), axis=1)), boxes
+  count = int(predictions['num_proposals'][1])
+  boxes = predictions['proposal_boxes'][1].numpy()[:count]
+  gt = ([0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5])
+  best = np.max(np.stack([_iou(boxes, g) for g in gt]), axis=0)
+  assert int((best >= 0.5).sum()) == 2, boxes
 
 
 def test_inference_uses_inference_max_proposals_and_postprocesses():
