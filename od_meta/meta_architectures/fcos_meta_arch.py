@@ -185,10 +185,13 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
         gt_weights_batch=gt_weights, levels=levels,
         image_shape=self._input_size(preprocessed))
     cls_weights, reg_weights = targets.cls_weights, targets.reg_weights
+    decoded = self._decode(prediction_dict['box_encodings'], anchors)
+    target_boxes = self._decode(targets.reg_targets, anchors)
     losses = {}
     if self.level_selection_network is not None:
       level_weights, selection_loss = self._soft_level_selection(
-          prediction_dict, targets, gt_boxlists, levels)
+          prediction_dict, targets, gt_boxlists, levels, decoded,
+          target_boxes)
       positive = tf.cast(targets.matches >= 0, tf.float32)
       factor = positive * level_weights + (1.0 - positive)
       cls_weights = cls_weights * factor[..., tf.newaxis]
@@ -205,8 +208,6 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
         params.classification_loss_weight * tf.reduce_sum(cls_losses) /
         num_positive)
 
-    decoded = self._decode(prediction_dict['box_encodings'], anchors)
-    target_boxes = self._decode(targets.reg_targets, anchors)
     if params.use_centerness:
       center = centerness_target(targets.reg_targets) * positive
       box_weights = center * reg_weights
@@ -231,8 +232,12 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
     return box_coder_lib.batch_decode(codes, self._box_coder, anchors)
 
   def _soft_level_selection(self, prediction_dict, targets, gt_boxlists,
-                            levels):
+                            levels, decoded, target_boxes):
     """SAPD Sec. 3.3: per-(box, level) weights and the selection loss.
+
+    Args:
+      decoded, target_boxes: float32 `[B, A, 4]` predicted and target boxes
+        (normalized, padded frame), decoded once by `loss`.
 
     Returns:
       level_weights: float32 `[B, A]`, for every positive location the
@@ -248,13 +253,10 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
     feature_maps = prediction_dict['feature_maps']
     # Per-location detection loss without level weights (FSAF's criterion):
     # focal over classes + 1 - IoU of the decoded boxes.
-    anchors = box_list.BoxList(prediction_dict['anchors'])
     cls_loss = tf.reduce_sum(params.classification_loss(
         prediction_dict['class_predictions_with_background'],
         targets.cls_targets), axis=-1)
-    box_loss = params.localization_loss(
-        self._decode(prediction_dict['box_encodings'], anchors),
-        self._decode(targets.reg_targets, anchors))
+    box_loss = params.localization_loss(decoded, target_boxes)
     location_loss = tf.stop_gradient(cls_loss + box_loss)
     weights_out, losses, counts = [], [], []
     for i, gt in enumerate(gt_boxlists):
@@ -358,13 +360,9 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
     # Padding candidates of a level smaller than k (dynamic sizes) score 0.
     top_scores = tf.where(tf.concat(padding, axis=1)[..., tf.newaxis], 0.0,
                           top_scores)
-    top_codes = tf.gather(codes, indices, batch_dims=1)
-    top_anchors = tf.gather(anchors.get(), indices)
-    batch = tf.shape(indices)[0]
-    decoded = self._box_coder.decode(
-        tf.reshape(top_codes, [-1, 4]),
-        box_list.BoxList(tf.reshape(top_anchors, [-1, 4]))).get()
-    decoded = tf.reshape(decoded, tf.stack([batch, -1, 4]))
+    # One decode of all locations: the candidates' boxes and the raw boxes.
+    all_boxes = self._decode(codes, anchors)
+    decoded = tf.gather(all_boxes, indices, batch_dims=1)
     window = image_frames.true_window(preprocessed, true_image_shapes)
     result = self._non_max_suppression_fn(
         decoded[:, :, tf.newaxis, :], top_scores, clip_window=window,
@@ -375,7 +373,6 @@ class FCOSMetaArch(ssd_meta_arch.SSDMetaArch):
         tf.range(tf.shape(result.nmsed_anchor_indices)[1])[tf.newaxis] <
         result.num_detections[:, tf.newaxis],
         tf.gather(indices, result.nmsed_anchor_indices, batch_dims=1), 0)
-    raw_boxes = image_frames.to_window_frame(self._decode(codes, anchors),
-                                             window)
+    raw_boxes = image_frames.to_window_frame(all_boxes, window)
     return ssd_meta_arch.detection_dict(result, anchor_indices, raw_boxes,
                                         scores)
