@@ -163,6 +163,12 @@ class Matcher(abc.ABC):
     """Args: use_matmul_gather: passed to the `Match`es returned."""
     self._use_matmul_gather = use_matmul_gather
 
+  @property
+  def matched_threshold(self):
+    """The similarity at or above which a column is matched on its own
+    merit (float), or None for matchers without one (bipartite)."""
+    return None
+
   def match(self, similarity_matrix, valid_rows=None, scope=None):
     """Matches columns (anchors) to rows (groundtruth).
 

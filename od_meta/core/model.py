@@ -183,6 +183,32 @@ class DetectionModel(keras_tracking.CheckpointTrackedCollections,
       detection_keypoint_scores where the model predicts keypoints.
     """
 
+  def groundtruth_coverage(self, prediction_dict, true_image_shapes,
+                           anchor_generator=None):
+    """Which provided groundtruth boxes the model's target rule can learn.
+
+    Uses the groundtruth given to `provide_groundtruth` and the anchors /
+    output levels of `prediction_dict` (from `predict`), with the model's
+    own target assigner: a box is matched when some anchor or location is
+    a positive for it (see `target_assigner.GroundtruthCoverage`).
+
+    Args:
+      prediction_dict: the dict `predict` returned for the batch.
+      true_image_shapes: int32 `[B, 3]`.
+      anchor_generator: optional `AnchorGenerator` placed on the same
+        feature maps instead of the model's own (anchor-based models only).
+
+    Returns:
+      list (one per image) of `GroundtruthCoverage` over that image's
+      groundtruth rows, in the order given (rows with weight 0 included).
+
+    Raises:
+      NotImplementedError: for meta-architectures without a rule.
+    """
+    del prediction_dict, true_image_shapes, anchor_generator
+    raise NotImplementedError(
+        f'{type(self).__name__} does not report groundtruth coverage')
+
   def restore_map(self, fine_tune_checkpoint_type='detection'):
     """Objects to restore from a fine-tune checkpoint, keyed by attribute.
 

@@ -133,6 +133,67 @@ class MatchResult(NamedTuple):
   positive_weights: Optional[tf.Tensor] = None
 
 
+class GroundtruthCoverage(NamedTuple):
+  """Which groundtruth boxes of one image a detector's rule can learn from.
+
+  Used by `scripts/analyze_dataset.py` and the training start-up check: a
+  groundtruth box that no anchor / location can take as a positive gives no
+  regression target and only a forced (poor) match, if any.
+
+  Attributes:
+    num_positives: int32 `[N]`, anchors / locations that are positives for
+      the box under the assigner's own rule (IoU assigners: IoU >= the
+      matcher's `matched_threshold`, without forced matches).
+    level: int32 `[N]`, index (into the `levels` given) of the level holding
+      most of the box's positives, ties to the finer level; -1 when it has
+      none.
+    best_iou: float32 `[N]`, the largest IoU of the box with any anchor (the
+      "best possible" match quality); NaN where the rule has no anchor boxes
+      (heatmap assigners).
+    level_strides: float32 `[L]`, the stride (input pixels) of each level
+      that `level` indexes; NaN where the levels were not given.
+  """
+  num_positives: tf.Tensor
+  level: tf.Tensor
+  best_iou: tf.Tensor
+  level_strides: tf.Tensor
+
+  @property
+  def matched(self):
+    """bool `[N]`: the box has at least one positive."""
+    return tf.greater(self.num_positives, 0)
+
+
+def _coverage_from_positives(positive, anchors, groundtruth_boxes, levels):
+  """`GroundtruthCoverage` from a bool `[N, M]` positive-pair matrix."""
+  positive = tf.cast(positive, tf.int32)
+  num_positives = tf.reduce_sum(positive, axis=1)
+  if levels:
+    level_ids = anchor_level_indices(levels)
+    per_level = tf.transpose(tf.math.unsorted_segment_sum(
+        tf.transpose(positive), level_ids, len(levels)))  # [N, L]
+    level = tf.argmax(per_level, axis=1, output_type=tf.int32)
+    strides = tf.stack([tf.cast(l.stride, tf.float32) for l in levels])
+  else:
+    level = tf.zeros_like(num_positives)
+    strides = tf.constant([float('nan')], tf.float32)
+  level = tf.where(num_positives > 0, level, -1)
+  iou = _iou_matrix(groundtruth_boxes.get(), anchors.get())
+  best_iou = tf.reduce_max(
+      tf.concat([iou, tf.zeros_like(iou[:, :1])], axis=1), axis=1)
+  return GroundtruthCoverage(num_positives, level, best_iou, strides)
+
+
+def _iou_matrix(boxes1, boxes2):
+  """float32 `[N, M]` IoU of `[N, 4]` and `[M, 4]` yxyx boxes."""
+  y1a, x1a, y2a, x2a = tf.unstack(boxes1[:, tf.newaxis, :], axis=2)
+  y1b, x1b, y2b, x2b = tf.unstack(boxes2[tf.newaxis, :, :], axis=2)
+  inter = (tf.maximum(tf.minimum(y2a, y2b) - tf.maximum(y1a, y1b), 0.0) *
+           tf.maximum(tf.minimum(x2a, x2b) - tf.maximum(x1a, x1b), 0.0))
+  union = ((y2a - y1a) * (x2a - x1a) + (y2b - y1b) * (x2b - x1b) - inter)
+  return tf.math.divide_no_nan(inter, union)
+
+
 def split_by_level(tensor, levels: Sequence[AnchorLevel], axis=0):
   """Splits a concatenated per-anchor tensor into its levels.
 
@@ -206,6 +267,40 @@ class AnchorTargetAssigner(abc.ABC):
     Returns:
       a `MatchResult`.
     """
+
+  def groundtruth_coverage(self, anchors, groundtruth_boxes, *,
+                           levels: Optional[List[AnchorLevel]] = None,
+                           image_shape=None) -> GroundtruthCoverage:
+    """Which groundtruth boxes of one image this rule gives positives.
+
+    The default counts, per box, the anchors whose `_match` result is that
+    box (so overlapping boxes compete for anchors, as in training).
+
+    Args:
+      anchors: BoxList `[M, 4]`, normalized (padded input frame), levels
+        concatenated.
+      groundtruth_boxes: BoxList `[N, 4]`, same frame.
+      levels: the `AnchorLevel`s of `anchors` (required by per-level rules;
+        without them every box reports level 0).
+      image_shape: (height, width) pixels of the frame.
+
+    Returns:
+      a `GroundtruthCoverage` over the N boxes.
+
+    Raises:
+      ValueError: if this rule needs `levels` and they are missing or do
+        not add up to the anchors.
+    """
+    if self.requires_levels:
+      _check_levels(levels, anchors, type(self).__name__)
+    num_gt = groundtruth_boxes.num_boxes()
+    result = self._match(anchors, groundtruth_boxes,
+                         tf.ones(tf.reshape(num_gt, [1]), tf.bool), levels,
+                         image_shape)
+    positive = tf.equal(result.match.match_results[tf.newaxis, :],
+                        tf.range(num_gt)[:, tf.newaxis])
+    return _coverage_from_positives(positive, anchors, groundtruth_boxes,
+                                    levels)
 
   def assign(self, anchors, groundtruth_boxes, groundtruth_labels=None,
              unmatched_class_label=None, groundtruth_weights=None, *,
@@ -406,6 +501,23 @@ class TargetAssigner(AnchorTargetAssigner):
     similarity = self._similarity_calc.compare(groundtruth_boxes, anchors)
     return MatchResult(self._matcher.match(similarity, valid_rows=valid_rows))
 
+  def groundtruth_coverage(self, anchors, groundtruth_boxes, *, levels=None,
+                           image_shape=None):
+    """Boxes with an anchor at or above the matcher's `matched_threshold`.
+
+    Forced matches (`force_match_for_each_row`) are not counted: they give
+    every box one anchor however poor its overlap. For matchers without a
+    threshold (bipartite) the matcher's own matches are counted. See
+    `AnchorTargetAssigner.groundtruth_coverage` for the arguments.
+    """
+    threshold = getattr(self._matcher, 'matched_threshold', None)
+    if threshold is None:
+      return super().groundtruth_coverage(
+          anchors, groundtruth_boxes, levels=levels, image_shape=image_shape)
+    similarity = self._similarity_calc.compare(groundtruth_boxes, anchors)
+    return _coverage_from_positives(similarity >= threshold, anchors,
+                                    groundtruth_boxes, levels)
+
 
 def batch_assign_targets(target_assigner, anchors_batch, gt_box_batch,
                          gt_class_targets_batch, unmatched_class_label=None,
@@ -517,6 +629,47 @@ class DenseTargetAssigner(abc.ABC):
   @abc.abstractmethod
   def strides(self) -> List[int]:
     """The output strides (input pixels) of the levels this assigner draws."""
+
+  def groundtruth_coverage(self, height, width,
+                           levels: Sequence[FeatureLevel], groundtruth_boxes,
+                           groundtruth_classes) -> GroundtruthCoverage:
+    """Which groundtruth boxes of one image get their own heatmap peak.
+
+    A heatmap detector (CenterNet, TTFNet) learns a box from the peak at
+    its center cell; two boxes of the same class whose centers fall into
+    the same cell of the output map share one peak, and only one of them
+    can be detected (CenterNet, Zhou et al. 2019, Sec. 4, "center point
+    collisions"). Per box: 1 positive when no other box of its class claims
+    its center cell on the finest level (the later box loses a tie), else
+    0; `best_iou` is NaN (no anchors).
+
+    Args:
+      height: input image height, pixels (padded frame).
+      width: input image width, pixels.
+      levels: the model's `FeatureLevel`s, finest first.
+      groundtruth_boxes: float32 `[N, 4]` normalized yxyx, padded frame.
+      groundtruth_classes: int32 `[N]` 0-based class ids.
+
+    Returns:
+      a `GroundtruthCoverage` (level 0 or -1; `level_strides` holds the
+      finest level's stride).
+    """
+    stride = tf.cast(levels[0].stride, tf.float32)
+    boxes = tf.cast(tf.reshape(groundtruth_boxes, [-1, 4]), tf.float32)
+    size = tf.cast(tf.stack([height, width]), tf.float32)
+    centers = (boxes[:, :2] + boxes[:, 2:]) / 2.0 * size
+    cells = tf.cast(tf.floor(centers / stride), tf.int32)
+    classes = tf.cast(tf.reshape(groundtruth_classes, [-1]), tf.int32)
+    key = tf.stack([classes, cells[:, 0], cells[:, 1]], axis=1)
+    same = tf.reduce_all(key[:, tf.newaxis, :] == key[tf.newaxis, :, :],
+                         axis=2)
+    num = tf.shape(key)[0]
+    earlier = tf.range(num)[tf.newaxis, :] < tf.range(num)[:, tf.newaxis]
+    lost = tf.reduce_any(tf.logical_and(same, earlier), axis=1)
+    num_positives = tf.where(lost, 0, 1)
+    return GroundtruthCoverage(
+        num_positives, tf.where(lost, -1, 0),
+        tf.fill(tf.reshape(num, [1]), float('nan')), stride[tf.newaxis])
 
   @abc.abstractmethod
   def assign_levels(self, height, width, levels: Sequence[FeatureLevel],

@@ -298,7 +298,9 @@ def scene_to_tf_example(scene: Dict[str, np.ndarray], source_id: str,
 
 
 def generate_split(split: str, num_scenes: int, *, image_size: int = 128,
-                   seed: int = 0, digits=None):
+                   seed: int = 0, digits=None,
+                   digit_size_range: Optional[Tuple[int, int]] = None,
+                   num_digits_range: Tuple[int, int] = (2, 5)):
   """Yields (scene dict, tf.train.Example) for scenes 0..num_scenes-1.
 
   Args:
@@ -308,6 +310,10 @@ def generate_split(split: str, num_scenes: int, *, image_size: int = 128,
     seed: integer seed; scene i uses `default_rng([seed, split code, i])`.
     digits: optional (images, labels) from `load_mnist_digits` (re-read when
       None).
+    digit_size_range: inclusive (min, max) side in pixels of the square a
+      28x28 source digit is resized to (its ink box is about 0.7 of it);
+      default `default_digit_size_range(image_size)`.
+    num_digits_range: inclusive (min, max) digits per scene.
 
   Raises:
     ValueError: unknown split.
@@ -321,7 +327,9 @@ def generate_split(split: str, num_scenes: int, *, image_size: int = 128,
   for i in range(int(num_scenes)):
     rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], i])
     scene = compose_scene(rng, pool_images, pool_labels,
-                          image_size=image_size)
+                          image_size=image_size,
+                          digit_size_range=digit_size_range,
+                          num_digits_range=num_digits_range)
     scene['source_indices'] = pool[scene['source_indices']]
     yield scene, scene_to_tf_example(
         scene, source_id=str(i + 1), filename=f'{split}_{i:06d}.png')
@@ -329,7 +337,9 @@ def generate_split(split: str, num_scenes: int, *, image_size: int = 128,
 
 def generate_digits_dataset(output_dir: str, num_train: int = 2000,
                             num_val: int = 300, image_size: int = 128,
-                            seed: int = 0, overwrite: bool = False
+                            seed: int = 0, overwrite: bool = False,
+                            digit_size_range: Optional[Tuple[int, int]] = None,
+                            num_digits_range: Tuple[int, int] = (2, 5)
                             ) -> Dict[str, object]:
   """Writes the digits detection dataset to `output_dir`.
 
@@ -346,6 +356,12 @@ def generate_digits_dataset(output_dir: str, num_train: int = 2000,
     image_size: scene side in pixels.
     seed: integer seed; equal arguments give byte-identical files.
     overwrite: replace existing files (default: refuse before writing any).
+    digit_size_range: inclusive (min, max) side in pixels a source digit is
+      resized to; default `default_digit_size_range(image_size)` (16-56 px
+      at 128 px). The small-digits variant of the README uses
+      image_size 256 with (16, 34): ink boxes of about 11-24 px, i.e. 6-12 px
+      once a config resizes the scene to 128 px.
+    num_digits_range: inclusive (min, max) digits per scene (default 2-5).
 
   Returns:
     the dict written to dataset_info.json.
@@ -359,6 +375,18 @@ def generate_digits_dataset(output_dir: str, num_train: int = 2000,
                      f'{num_val}')
   if int(image_size) < 16:
     raise ValueError(f'image_size must be >= 16, got {image_size}')
+  if digit_size_range is None:
+    digit_size_range = default_digit_size_range(image_size)
+  digit_size_range = tuple(int(v) for v in digit_size_range)
+  num_digits_range = tuple(int(v) for v in num_digits_range)
+  if len(digit_size_range) != 2 or not (
+      4 <= digit_size_range[0] <= digit_size_range[1] <= int(image_size)):
+    raise ValueError(f'digit_size_range must be (min, max) with 4 <= min <= '
+                     f'max <= image_size, got {digit_size_range}')
+  if len(num_digits_range) != 2 or not (
+      1 <= num_digits_range[0] <= num_digits_range[1]):
+    raise ValueError(f'num_digits_range must be (min, max) with 1 <= min <= '
+                     f'max, got {num_digits_range}')
   paths = {name: os.path.join(output_dir, name) for name in
            (TRAIN_FILENAME, VAL_FILENAME, LABEL_MAP_FILENAME, INFO_FILENAME)}
   tf_example_util.check_can_write(list(paths.values()), overwrite)
@@ -372,8 +400,10 @@ def generate_digits_dataset(output_dir: str, num_train: int = 2000,
     for split, num, writer in (('train', num_train, train_writer),
                                ('val', num_val, val_writer)):
       boxes = 0
-      for scene, example in generate_split(split, num, image_size=image_size,
-                                           seed=seed, digits=digits):
+      for scene, example in generate_split(
+          split, num, image_size=image_size, seed=seed, digits=digits,
+          digit_size_range=digit_size_range,
+          num_digits_range=num_digits_range):
         writer.write(example.SerializeToString())
         boxes += len(scene['classes'])
       counts[split] = {'images': int(num), 'boxes': boxes}
@@ -399,8 +429,8 @@ def generate_digits_dataset(output_dir: str, num_train: int = 2000,
       'num_keypoints': len(KEYPOINT_NAMES),
       'keypoint_names': list(KEYPOINT_NAMES),
       'keypoint_flip_permutation': list(KEYPOINT_FLIP_PERMUTATION),
-      'digits_per_image': [2, 5],
-      'digit_size_range': list(default_digit_size_range(image_size)),
+      'digits_per_image': list(num_digits_range),
+      'digit_size_range': list(digit_size_range),
       'ink_threshold': INK_THRESHOLD,
       'max_iou_between_digits': 0.1,
       'files': {'train': TRAIN_FILENAME, 'val': VAL_FILENAME,

@@ -78,6 +78,11 @@ class ArgMaxMatcher(matcher.Matcher):
     self._negatives_lower_than_unmatched = negatives_lower_than_unmatched
     self._force_match_for_each_row = force_match_for_each_row
 
+  @property
+  def matched_threshold(self):
+    """float or None: the `matched_threshold` given to the constructor."""
+    return self._matched_threshold
+
   def _match(self, similarity_matrix, valid_rows):
     """Returns int32 `[M]` match results for a `[N, M]` similarity."""
     sim = matcher.sanitize_similarity(similarity_matrix, valid_rows)

@@ -166,6 +166,26 @@ class DenseHeatmapMetaArch(model.DetectionModel):
         totals[name] = totals.get(name, 0.0) + value / self._num_stacks
     return totals
 
+  def groundtruth_coverage(self, prediction_dict, true_image_shapes,
+                           anchor_generator=None):
+    """Per image, the dense assigner's `GroundtruthCoverage` (a box is
+    matched when it has its own heatmap peak; see `DetectionModel`).
+
+    Raises:
+      ValueError: if `anchor_generator` is given (heatmap detectors have no
+        anchors).
+    """
+    if anchor_generator is not None:
+      raise ValueError(f'{type(self).__name__} places no anchors; '
+                       'anchor_generator must be None')
+    preprocessed = prediction_dict['preprocessed_inputs']
+    gt = self._groundtruth_in_padded_frame(preprocessed, true_image_shapes)
+    height, width = self._input_size(preprocessed)
+    levels = self.levels(preprocessed)
+    return [self._target_assigner.groundtruth_coverage(
+        height, width, levels, boxes, classes)
+            for boxes, classes in zip(gt['boxes'], gt['classes'])]
+
   # ------------------------------------------------------------------ helpers
   def _feature_maps(self, preprocessed_inputs, training):
     feature_maps = self.feature_extractor(preprocessed_inputs,

@@ -371,9 +371,10 @@ class FasterRCNNMetaArch(model.DetectionModel):
     }
 
   # ------------------------------------------------------------ first stage
-  def _normalized_anchors(self, feature_hw, image_hw):
+  def _normalized_anchors(self, feature_hw, image_hw, anchor_generator=None):
     """Grid anchors `[A, 4]` normalized to the padded image."""
-    anchors = self._anchor_generator.generate([tuple(feature_hw)])[0]
+    anchor_generator = anchor_generator or self._anchor_generator
+    anchors = anchor_generator.generate([tuple(feature_hw)])[0]
     height = tf.cast(image_hw[0], tf.float32)
     width = tf.cast(image_hw[1], tf.float32)
     return anchors.get() / tf.stack([height, width, height, width])
@@ -600,6 +601,46 @@ class FasterRCNNMetaArch(model.DetectionModel):
         'Loss/BoxClassifierLoss/classification_loss':
             self._second_stage_cls_weight * cls,
     }
+
+  def groundtruth_coverage(self, prediction_dict, true_image_shapes,
+                           anchor_generator=None):
+    """Per image, the first-stage (RPN) assigner's `GroundtruthCoverage` on
+    the grid anchors: the boxes that some anchor matches at the RPN's
+    positive IoU (see `DetectionModel`). Anchors crossing the image border
+    count too, although training ignores them unless
+    `clip_anchors_to_image`.
+
+    Args:
+      prediction_dict: from `predict`.
+      true_image_shapes: int32 `[B, 3]`.
+      anchor_generator: optional grid `AnchorGenerator` (pixels) to place
+        instead of `first_stage_anchor_generator` (what-if analysis).
+    """
+    if anchor_generator is None:
+      anchors = box_list.BoxList(prediction_dict['anchors'])
+    else:
+      image_shape = tf.shape(prediction_dict['preprocessed_inputs'])
+      feature_shape = tf.shape(prediction_dict['rpn_features_to_crop'])
+      anchors = box_list.BoxList(self._normalized_anchors(
+          feature_shape[1:3], image_shape[1:3], anchor_generator))
+    gt_boxlists, _, _ = self._groundtruth_in_frame(
+        prediction_dict['preprocessed_inputs'], true_image_shapes)
+    levels = [target_assigner_lib.AnchorLevel(
+        self._rpn_stride(prediction_dict), anchors.num_boxes())]
+    return [self._first_stage_target_assigner.groundtruth_coverage(
+        anchors, gt, levels=levels) for gt in gt_boxlists]
+
+  @property
+  def first_stage_target_assigner(self):
+    """The RPN's IoU `TargetAssigner`."""
+    return self._first_stage_target_assigner
+
+  def _rpn_stride(self, prediction_dict):
+    """The RPN feature map's stride, input pixels (height ratio)."""
+    image = prediction_dict['preprocessed_inputs']
+    feature = prediction_dict['rpn_features_to_crop']
+    return (tf.cast(tf.shape(image)[1], tf.float32) /
+            tf.cast(tf.shape(feature)[1], tf.float32))
 
   # ----------------------------------------------------------------- shared
   def _groundtruth_in_frame(self, preprocessed_inputs, true_image_shapes):

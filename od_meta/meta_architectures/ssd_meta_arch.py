@@ -147,18 +147,9 @@ class SSDMetaArch(model.DetectionModel):
     """
     feature_maps = self.feature_extractor(preprocessed_inputs,
                                           training=training)
-    image_shape = shape_utils.combined_static_and_dynamic_shape(
-        preprocessed_inputs)
-    feature_map_shapes = [
-        tuple(shape_utils.combined_static_and_dynamic_shape(f)[1:3])
-        for f in feature_maps]
-    anchors_list = self._anchor_generator.generate(
-        feature_map_shapes, im_height=image_shape[1], im_width=image_shape[2])
-    anchors = box_list.BoxList(
-        tf.concat([a.get() for a in anchors_list], axis=0))
+    anchors, self._anchor_levels = self._generate_anchors(
+        self._anchor_generator, feature_maps, preprocessed_inputs)
     self._anchors = anchors
-    self._anchor_levels = self._levels(anchors_list, feature_map_shapes,
-                                       image_shape[1])
     predictions = self.box_predictor(feature_maps, training=training)
     box_encodings = predictions['box_encodings']
     class_predictions = predictions['class_predictions_with_background']
@@ -260,6 +251,49 @@ class SSDMetaArch(model.DetectionModel):
     raw_boxes = image_frames.to_window_frame(decoded, window)
     return detection_dict(result, result.nmsed_anchor_indices, raw_boxes,
                           scores)
+
+  def groundtruth_coverage(self, prediction_dict, true_image_shapes,
+                           anchor_generator=None):
+    """Per image, the `GroundtruthCoverage` of the model's target assigner
+    (see `DetectionModel.groundtruth_coverage`).
+
+    Args:
+      prediction_dict: from `predict` (its 'feature_maps' give the grid).
+      true_image_shapes: int32 `[B, 3]`.
+      anchor_generator: optional `AnchorGenerator` to place instead of the
+        model's own on the same feature maps (what-if analysis, e.g.
+        `scripts/analyze_dataset.py`'s anchor search).
+    """
+    preprocessed = prediction_dict['preprocessed_inputs']
+    anchors, levels = self._generate_anchors(
+        anchor_generator or self._anchor_generator,
+        prediction_dict['feature_maps'], preprocessed)
+    gt_boxlists, _, _ = self._groundtruth_in_frame(preprocessed,
+                                                   true_image_shapes)
+    return [self._target_assigner.groundtruth_coverage(
+        anchors, gt, levels=levels,
+        image_shape=self._input_size(preprocessed)) for gt in gt_boxlists]
+
+  def _generate_anchors(self, anchor_generator, feature_maps,
+                        preprocessed_inputs):
+    """(BoxList of all levels' anchors, normalized to the padded input;
+    their `AnchorLevel`s)."""
+    image_shape = shape_utils.combined_static_and_dynamic_shape(
+        preprocessed_inputs)
+    feature_map_shapes = [
+        tuple(shape_utils.combined_static_and_dynamic_shape(f)[1:3])
+        for f in feature_maps]
+    anchors_list = anchor_generator.generate(
+        feature_map_shapes, im_height=image_shape[1], im_width=image_shape[2])
+    anchors = box_list.BoxList(
+        tf.concat([a.get() for a in anchors_list], axis=0))
+    return anchors, self._levels(anchors_list, feature_map_shapes,
+                                 image_shape[1])
+
+  @property
+  def target_assigner(self):
+    """The `AnchorTargetAssigner` that defines the positives."""
+    return self._target_assigner
 
   @property
   def anchor_levels(self):

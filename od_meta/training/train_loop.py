@@ -21,6 +21,8 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
+from od_meta.analysis import config_fitting
+from od_meta.analysis import coverage
 from od_meta.builders import dataset_builder
 from od_meta.builders import image_resizer_builder
 from od_meta.builders import model_builder
@@ -222,6 +224,67 @@ def _save_pipeline_config(configs, model_dir):
   config_util.save_pipeline_config(configs, model_dir, overwrite=True)
 
 
+def check_groundtruth_coverage(detection_model, configs, dataset,
+                               print_fn=print):
+  """The start-up check of `train_config.min_matched_share`.
+
+  Runs the model (inference mode) on the first
+  `train_config.matched_share_check_batches` batches of `dataset` and asks
+  its target assigner which groundtruth boxes get a positive anchor or
+  location (`DetectionModel.groundtruth_coverage`). Prints one line with the
+  share; below `min_matched_share` the line is a warning naming the fields
+  to change and `scripts/analyze_dataset.py`.
+
+  Args:
+    detection_model: the built model.
+    configs: the pipeline configs dict.
+    dataset: a non-distributed `tf.data.Dataset` of training batches.
+    print_fn: where the line goes.
+
+  Returns:
+    the `coverage.CoverageResult`, or None when the check is disabled or
+    the meta-architecture has no coverage rule.
+  """
+  train_config = configs['train_config']
+  threshold = float(train_config.min_matched_share)
+  num_batches = int(train_config.matched_share_check_batches)
+  if threshold <= 0 or num_batches <= 0:
+    return None
+  results = []
+  try:
+    for features, labels in dataset.take(num_batches):
+      results.append(coverage.coverage_of_batch(detection_model, features,
+                                                labels))
+  except NotImplementedError:
+    return None
+  if not results:
+    return None
+  result = coverage.merge(results)
+  if result.num_boxes == 0:
+    return result
+  levels = ', '.join(
+      f'stride {s:g}: {share:.2f}'
+      for s, share in zip(result.level_strides, result.level_shares()))
+  line = (f'{result.matched_share:.1%} of the {result.num_boxes} groundtruth '
+          f'boxes in the first {len(results)} training batches have a '
+          'positive anchor / location under the target assigner (mean best '
+          f'anchor IoU {result.mean_best_iou:.2f}; share of boxes per level: '
+          f'{levels})')
+  if result.matched_share < threshold:
+    model_config = configs['model']
+    print_fn(
+        f'WARNING: only {line}, below train_config.min_matched_share '
+        f'{threshold:g}: boxes without a positive give no box-regression '
+        'target. Change '
+        f'{" and ".join(config_fitting.fields_to_change(model_config))}, '
+        'or run scripts/analyze_dataset.py --pipeline_config_path=<this '
+        'config> --output_dir=<dir> --output_config=<new config> for a '
+        'config fitted to the data.')
+  else:
+    print_fn(f'Groundtruth coverage: {line}.')
+  return result
+
+
 def _format_eta(seconds):
   if not math.isfinite(seconds):
     return '?'
@@ -300,6 +363,10 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
     if hasattr(extractor, 'restore_backbone_weights'):
       if extractor.restore_backbone_weights():
         print_fn(f'Loaded backbone weights from {extractor.backbone_weights}')
+
+  if int(optimizer.iterations.numpy()) < num_train_steps:
+    check_groundtruth_coverage(detection_model, configs, input_fn(None),
+                               print_fn)
 
   num_replicas = strategy.num_replicas_in_sync
   add_reg = train_config.add_regularization_loss

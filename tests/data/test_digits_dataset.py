@@ -158,3 +158,32 @@ def test_overwrite_refusal(tmp_path):
   assert info['num_train'] == 2
   assert sorted(os.listdir(out)) == ['dataset_info.json', 'label_map.pbtxt',
                                      'train.tfrecord', 'val.tfrecord']
+
+
+def test_digit_size_and_count_options(tmp_path, digits):
+  # The small-digits variant: sides 16-20 px in 96 px scenes, 1-2 digits.
+  # An ink box is at most the resized side, and MNIST ink spans at least
+  # about half of the 28 px frame in height.
+  out = str(tmp_path / 'small')
+  info = dd.generate_digits_dataset(out, num_train=6, num_val=0,
+                                    image_size=96, digit_size_range=(16, 20),
+                                    num_digits_range=(1, 2))
+  assert info['digit_size_range'] == [16, 20]
+  assert info['digits_per_image'] == [1, 2]
+  for scene, _ in dd.generate_split('train', 6, image_size=96,
+                                    digits=digits, digit_size_range=(16, 20),
+                                    num_digits_range=(1, 2)):
+    assert 1 <= len(scene['classes']) <= 2
+    heights = (scene['boxes'][:, 2] - scene['boxes'][:, 0]) * 96
+    widths = (scene['boxes'][:, 3] - scene['boxes'][:, 1]) * 96
+    assert np.all(heights <= 20) and np.all(widths <= 20)
+    assert np.all(heights >= 8)
+  for bad in ((3, 10), (20, 16), (16, 97)):
+    with pytest.raises(ValueError, match='digit_size_range'):
+      dd.generate_digits_dataset(str(tmp_path / 'bad'), num_train=1,
+                                 num_val=0, image_size=96,
+                                 digit_size_range=bad)
+  with pytest.raises(ValueError, match='num_digits_range'):
+    dd.generate_digits_dataset(str(tmp_path / 'bad'), num_train=1,
+                               num_val=0, num_digits_range=(0, 2))
+  assert not os.path.exists(str(tmp_path / 'bad'))

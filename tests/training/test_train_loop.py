@@ -484,3 +484,45 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
   for name, value in out['real_losses'].items():
     assert math.isfinite(value), name
   np.testing.assert_allclose(out['bias_after_one_step'], -0.5, rtol=1e-5)
+
+
+# ------------------------------------------------ start-up coverage check
+def test_training_starts_with_one_coverage_line(trained):
+  _, _, _, lines = trained
+  coverage_lines = [l for l in lines if 'groundtruth boxes in the first' in l]
+  assert len(coverage_lines) == 1
+  assert coverage_lines[0].startswith(('Groundtruth coverage: ',
+                                       'WARNING: only '))
+  # It comes before the first progress line.
+  assert lines.index(coverage_lines[0]) < min(
+      i for i, l in enumerate(lines) if l.startswith('step '))
+
+
+def test_coverage_check_warns_and_names_the_fields_to_change(data_dir):
+  # Anchors of 0.9-0.95 of a 64 px image cannot reach IoU 0.5 with digits
+  # of 8-28 px: (28 x 28) / (0.9 x 64)^2 < 0.25.
+  configs = tiny_configs(data_dir, {
+      'model.ssd.anchor_generator.ssd_anchor_generator.min_scale': 0.9,
+      'model.ssd.anchor_generator.ssd_anchor_generator.max_scale': 0.95,
+      'train_config.matched_share_check_batches': 2})
+  model = model_builder.build(configs['model'], is_training=False)
+  dataset = train_loop.build_input_fn(configs, is_training=True)(None)
+  lines = []
+  result = train_loop.check_groundtruth_coverage(model, configs, dataset,
+                                                 lines.append)
+  assert result.matched_share == 0.0
+  assert result.num_boxes > 0
+  assert len(lines) == 1
+  line = lines[0]
+  assert line.startswith('WARNING: only 0.0% of the ')
+  assert 'in the first 2 training batches' in line
+  for name in ('train_config.min_matched_share 0.5',
+               'model.ssd.anchor_generator.ssd_anchor_generator.min_scale',
+               'model.ssd.image_resizer.fixed_shape_resizer',
+               'scripts/analyze_dataset.py'):
+    assert name in line
+
+  configs['train_config'].min_matched_share = 0.0
+  assert train_loop.check_groundtruth_coverage(
+      model, configs, dataset, lines.append) is None
+  assert len(lines) == 1
