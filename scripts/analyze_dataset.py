@@ -61,6 +61,12 @@ flags.DEFINE_float('small_object_percentile', 10.0,
 flags.DEFINE_float('min_object_size_in_strides', 2.0,
                    'Size that percentile should reach, in units of the '
                    'finest feature level\'s stride.')
+flags.DEFINE_float('max_upscale', 1.0,
+                   'Largest proposed input side over the source images\' '
+                   '(median longer side): 1 never asks for more pixels than '
+                   'the source has; upscaling still helps small objects '
+                   '(Faster R-CNN resizes 640 px COCO images to 800) at '
+                   'quadratic cost.')
 flags.DEFINE_integer('max_input_size', 1024,
                      'Never propose an input side above this, pixels.')
 flags.DEFINE_integer('input_size_multiple', 32,
@@ -148,7 +154,8 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
         np.median(input_h))
     source_side = float(np.median(np.maximum(dataset.image_heights,
                                              dataset.image_widths)))
-    max_scale = min(max(source_side / max(current, 1), 1.0),
+    max_scale = min(max(FLAGS.max_upscale * source_side / max(current, 1),
+                        1.0),
                     FLAGS.max_input_size / max(current, 1))
     proposal = anchor_fitting.propose_input_scale(
         np.sqrt(box_h * box_w), finest,
@@ -168,8 +175,8 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
             f'(sqrt area {proposal.small_object_size:.1f} px at the old '
             f'input) is below {FLAGS.min_object_size_in_strides:g} x the '
             f'finest level\'s stride ({finest:g} px)' +
-            (' (capped at the source resolution)'
-             if proposal.limited_by_source else ''))
+            (f' (capped at --max_upscale {FLAGS.max_upscale:g} x the source '
+             'resolution)' if proposal.limited_by_source else ''))
         print(f'  {changes[-1]}')
         from od_meta.analysis import box_statistics  # pylint: disable=g-import-not-at-top
         from od_meta.builders import image_resizer_builder  # pylint: disable=g-import-not-at-top
@@ -180,6 +187,15 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
         result_before_anchors = probe.coverage()
         _print_coverage('  at the new input size, the config\'s anchors',
                         result_before_anchors, class_names0)
+    elif proposal.limited_by_source:
+      print(f'  input size kept: the {FLAGS.small_object_percentile:g}th-'
+            f'percentile object (sqrt area {proposal.small_object_size:.1f} '
+            f'px) is below {proposal.target_size:g} px '
+            f'({FLAGS.min_object_size_in_strides:g} x the finest stride, '
+            f'{finest:g} px), but a larger input would exceed --max_upscale '
+            f'({FLAGS.max_upscale:g} x the source resolution) or '
+            '--max_input_size; raise them, or use a feature extractor with a '
+            'finer first level')
     else:
       print(f'  input size kept: the {FLAGS.small_object_percentile:g}th-'
             f'percentile object (sqrt area {proposal.small_object_size:.1f} '

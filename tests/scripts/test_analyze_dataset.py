@@ -8,20 +8,31 @@ matched share and a proposal; bad inputs give one line and exit code 2 and
 leave existing files alone.
 """
 
+import io
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from od_meta.data import digits_dataset
+from od_meta.data import tf_example_util
 from od_meta.utils import config_util
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 _SCRIPT = os.path.join(_REPO, 'scripts', 'analyze_dataset.py')
 _CONFIG = os.path.join(_REPO, 'configs', 'ssd_mobilenet_v2_digits.config')
+
+
+def _png():
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out = io.BytesIO()
+  Image.new('RGB', (8, 8)).save(out, format='PNG')
+  return out.getvalue()
 
 
 def _errors(proc):
@@ -141,6 +152,17 @@ def test_bad_inputs_give_one_line_and_change_nothing(data_dir, config_path,
   assert proc.returncode == 2
   lines = _errors(proc)
   assert len(lines) == 1 and corrupt in lines[0] and 'record' in lines[0]
+
+  no_boxes = str(tmp_path / 'no_boxes.tfrecord')
+  with tf.io.TFRecordWriter(no_boxes) as writer:
+    for _ in range(2):
+      writer.write(tf_example_util.build_tf_example(
+          encoded_image=_png(), image_format='png', height=8, width=8,
+          boxes=np.zeros([0, 4]), class_labels=[]).SerializeToString())
+  proc = _run([f'--input_path={no_boxes}', f'--output_dir={tmp_path}'])
+  assert proc.returncode == 2
+  assert _errors(proc) == [f'analyze_dataset: error: {no_boxes}: no valid '
+                           'groundtruth box in 2 records (0 invalid)']
 
   existing = str(tmp_path / 'existing.config')
   with open(existing, 'w') as f:
