@@ -46,6 +46,21 @@ _SMALL = {
         {'model.ssd.feature_extractor.num_layers': 3,
          'model.ssd.anchor_generator.ssd_anchor_generator.num_layers': 3},
         420),
+    # The small-digits configs of the README's "Fitting a config to a
+    # dataset": the default one and the two analyze_dataset.py proposals
+    # (same structure, 4 aspect ratios + the interpolated scale).
+    'ssd_mobilenet_v2_digits_small.config': (
+        {'model.ssd.feature_extractor.num_layers': 3,
+         'model.ssd.anchor_generator.ssd_anchor_generator.num_layers': 3},
+        420),
+    'ssd_mobilenet_v2_digits_small_anchors.config': (
+        {'model.ssd.feature_extractor.num_layers': 3,
+         'model.ssd.anchor_generator.ssd_anchor_generator.num_layers': 3},
+        420),
+    'ssd_mobilenet_v2_digits_small_fitted.config': (
+        {'model.ssd.feature_extractor.num_layers': 3,
+         'model.ssd.anchor_generator.ssd_anchor_generator.num_layers': 3},
+        420),
     'ssd_mobilenet_v2_fpnlite_digits.config': ({}, 504),
     'ssd_resnet50_fpn_retinanet_digits.config': ({}, 504),
     'ssd_vgg16_300_digits.config': (
