@@ -70,13 +70,17 @@ def test_every_example_config_parses(path):
   model = configs['model']
   assert config_util.get_number_of_classes(model) == 10
   assert configs['train_config'].num_steps > 0
+  # The small-digits configs read the variant of "Fitting a config to a
+  # dataset" in the README.
+  data = ('data/digits_small' if 'digits_small' in os.path.basename(path)
+          else 'data/digits')
   assert list(configs['train_input_config'].tf_record_input_reader
-              .input_path) == ['data/digits/train.tfrecord']
+              .input_path) == [f'{data}/train.tfrecord']
   assert configs['train_input_config'].label_map_path == (
-      'data/digits/label_map.pbtxt')
+      f'{data}/label_map.pbtxt')
   assert [list(r.tf_record_input_reader.input_path)
           for r in configs['eval_input_configs']] == [
-              ['data/digits/val.tfrecord']]
+              [f'{data}/val.tfrecord']]
   # Round trip through text format.
   pipeline = config_util.create_pipeline_proto_from_configs(configs)
   again = pipeline_pb2.TrainEvalPipelineConfig()
