@@ -67,6 +67,10 @@ flags.DEFINE_float('max_upscale', 1.0,
                    'the source has; upscaling still helps small objects '
                    '(Faster R-CNN resizes 640 px COCO images to 800) at '
                    'quadratic cost.')
+flags.DEFINE_float('min_anchor_size_in_strides', 1.0,
+                   'Anchor density: candidate anchors on every level are at '
+                   'least this x the level\'s stride (S3FD\'s '
+                   'equal-proportion interval principle); 0 disables.')
 flags.DEFINE_integer('max_input_size', 1024,
                      'Never propose an input side above this, pixels.')
 flags.DEFINE_integer('input_size_multiple', 32,
@@ -212,7 +216,9 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
     shapes = np.stack([box_h, box_w], axis=1)
     try:
       candidates = config_fitting.anchor_candidates(
-          generator_config, shapes, probe.input_shape)
+          generator_config, shapes, probe.input_shape,
+          level_strides=after.level_strides,
+          min_anchor_size_in_strides=FLAGS.min_anchor_size_in_strides)
     except ValueError as e:
       print(f'  anchors not searched: {e}')
       candidates = []
@@ -234,7 +240,9 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
             f'{config_fitting.anchor_generator_path(model_config)}: '
             f'{best.description}, the best of {len(candidates)} generators '
             '(scales around the data\'s box sizes x the config\'s and the '
-            'IoU k-means aspect ratios): matched share '
+            'IoU k-means aspect ratios; anchors at least '
+            f'{FLAGS.min_anchor_size_in_strides:g} x their level\'s stride): '
+            'matched share '
             f'{best_score.matched_share:.3f} against '
             f'{score(candidates[0]).matched_share:.3f} for the config\'s own '
             'anchors at this input size')

@@ -15,6 +15,16 @@ Searched fields:
   * `faster_rcnn.first_stage_anchor_generator.grid_anchor_generator`:
     `scales` (k-means sizes over the base anchor size) and `aspect_ratios`.
 Anchor-free detectors (CenterNet, TTFNet, FCOS) get only an input size.
+
+Anchor density: a candidate whose anchors on some level are smaller than
+`min_anchor_size_in_strides` x that level's stride is not searched. Such
+anchors do not tile their level (gaps between neighbours; S3FD, Zhang et
+al. 2017, Sec. 3.1, "equal-proportion interval principle", sets the anchor
+scale to 4x the stride), and the matched share rewards them anyway: small
+anchors on coarse levels match small boxes at IoU 0.5 from features too
+coarse to localize them. Measured on the small digits (README): the
+unconstrained search at 128 px raised the matched share 0.13 -> 0.32 and
+lowered mAP@.50IOU 0.80 -> 0.67.
 """
 
 import copy
@@ -24,6 +34,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from od_meta.analysis import anchor_fitting
+from od_meta.anchor_generators import multiple_grid_anchor_generator
 from od_meta.protos import anchor_generator_pb2
 from od_meta.utils import config_util
 
@@ -139,18 +150,26 @@ def _fmt(values):
 
 
 def anchor_candidates(generator_config, box_shapes: np.ndarray,
-                      input_hw: Tuple[int, int], *, kmeans_seed: int = 0
-                      ) -> List[AnchorCandidate]:
+                      input_hw: Tuple[int, int], *,
+                      level_strides=None,
+                      min_anchor_size_in_strides: float = 1.0,
+                      kmeans_seed: int = 0) -> List[AnchorCandidate]:
   """Anchor generators to search for one config, from the data.
 
   Args:
     generator_config: the config's `AnchorGenerator` message (unchanged).
     box_shapes: float `[B, 2]` box (height, width) at the input, pixels.
     input_hw: the padded input (height, width), pixels.
+    level_strides: the stride of each anchor level, input pixels (from the
+      model's `GroundtruthCoverage.level_strides`); None skips the density
+      rule.
+    min_anchor_size_in_strides: the density rule (module docstring): every
+      level's anchors (sqrt area of the scale) at least this x its stride.
     kmeans_seed: seed of `anchor_fitting.iou_kmeans`.
 
   Returns:
-    list of `AnchorCandidate`, the config's own first.
+    list of `AnchorCandidate`, the config's own first (kept even when it
+    breaks the density rule, as the reference).
 
   Raises:
     ValueError: for an anchor generator kind that is not searched.
@@ -176,10 +195,26 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
         low, (0.6, 0.8, 1.0, 1.25, 1.5, 2.0))
     maxs = anchor_fitting.geometric_candidates(
         high, (0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.2, 4.0))
+    strides = [float(v) for v in (level_strides if level_strides is not None
+                                  else [])]
+    if (len(strides) == cfg.num_layers and strides and
+        all(math.isfinite(v) for v in strides)):
+      # The smallest scales the density rule allows on the finest and the
+      # coarsest level (linear scales over levels whose strides double stay
+      # above the rule in between once both ends do).
+      mins = sorted(set(mins) | {round(min_anchor_size_in_strides *
+                                       strides[0] / side + 5e-4, 3)})
+      maxs = sorted(set(maxs) | {round(min_anchor_size_in_strides *
+                                       strides[-1] / side + 5e-4, 3)})
     for ratios in ratio_sets:
       for min_scale in mins:
         for max_scale in maxs:
           if max_scale <= min_scale:
+            continue
+          scales = multiple_grid_anchor_generator.ssd_scales(
+              cfg.num_layers, min_scale, max_scale)
+          if not _dense_enough([s * side for s in scales], level_strides,
+                               min_anchor_size_in_strides):
             continue
           new = copy.deepcopy(generator_config)
           g = new.ssd_anchor_generator
@@ -203,6 +238,9 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
       ratio_sets.append(kmeans_ratios)
     for ratios in ratio_sets:
       for anchor_scale in (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0):
+        # Level l's smallest anchor is anchor_scale x its stride.
+        if anchor_scale < min_anchor_size_in_strides:
+          continue
         new = copy.deepcopy(generator_config)
         g = new.multiscale_anchor_generator
         g.anchor_scale = anchor_scale
@@ -230,6 +268,9 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
       for r_set in (ratios, kmeans_ratios):
         if s_set is scales and r_set is ratios:
           continue
+        if not _dense_enough([min(s_set) * base] * len(level_strides or []),
+                             level_strides, min_anchor_size_in_strides):
+          continue
         new = copy.deepcopy(generator_config)
         g = new.grid_anchor_generator
         del g.scales[:]
@@ -241,6 +282,18 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
     return candidates
 
   raise ValueError(f'anchor generator {kind!r} is not searched')
+
+
+def _dense_enough(anchor_sizes, level_strides, min_size_in_strides):
+  """Whether each level's anchor size (pixels) reaches the density rule."""
+  if level_strides is None:
+    return True
+  strides = [float(s) for s in level_strides]
+  if len(strides) != len(anchor_sizes) or not all(
+      math.isfinite(s) for s in strides):
+    return True
+  return all(size >= min_size_in_strides * stride - 1e-6
+             for size, stride in zip(anchor_sizes, strides))
 
 
 def set_anchor_generator(model_config, generator_config):
