@@ -202,10 +202,10 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
       # The smallest scales the density rule allows on the finest and the
       # coarsest level (linear scales over levels whose strides double stay
       # above the rule in between once both ends do).
-      mins = sorted(set(mins) | {round(min_anchor_size_in_strides *
-                                       strides[0] / side + 5e-4, 3)})
-      maxs = sorted(set(maxs) | {round(min_anchor_size_in_strides *
-                                       strides[-1] / side + 5e-4, 3)})
+      mins = sorted(set(mins) | {_ceil3(min_anchor_size_in_strides *
+                                        strides[0] / side)})
+      maxs = sorted(set(maxs) | {_ceil3(min_anchor_size_in_strides *
+                                        strides[-1] / side)})
     for ratios in ratio_sets:
       for min_scale in mins:
         for max_scale in maxs:
@@ -282,6 +282,12 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
     return candidates
 
   raise ValueError(f'anchor generator {kind!r} is not searched')
+
+
+def _ceil3(value):
+  """A 3-decimal scale >= value (round(value + 0.0005, 3); exact multiples
+  of 0.001 may gain 0.001), so that it still meets the rule."""
+  return round(value + 5e-4, 3)
 
 
 def _dense_enough(anchor_sizes, level_strides, min_size_in_strides):
