@@ -110,10 +110,11 @@ def _probe(configs, input_paths, max_images):
   from od_meta.analysis import coverage  # pylint: disable=g-import-not-at-top
   from od_meta.builders import model_builder  # pylint: disable=g-import-not-at-top
   from od_meta.training import train_loop  # pylint: disable=g-import-not-at-top
-  reader = configs.get('eval_input_configs') or [configs['train_input_config']]
-  reader = type(reader[0])()
-  reader.CopyFrom((configs.get('eval_input_configs') or
-                   [configs['train_input_config']])[0])
+  # The eval reader (no augmentation) with the analyzed records.
+  source = (configs.get('eval_input_configs') or
+            [configs['train_input_config']])[0]
+  reader = type(source)()
+  reader.CopyFrom(source)
   del reader.tf_record_input_reader.input_path[:]
   reader.tf_record_input_reader.input_path.extend(input_paths)
   reader.shuffle = False
@@ -140,132 +141,124 @@ def _propose(configs, probe, dataset, input_h, input_w, result_before,
   """Returns (proposed pipeline configs, change lines, coverage after)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from od_meta.analysis import anchor_fitting  # pylint: disable=g-import-not-at-top
+  from od_meta.analysis import box_statistics  # pylint: disable=g-import-not-at-top
   from od_meta.analysis import config_fitting  # pylint: disable=g-import-not-at-top
   from od_meta.builders import anchor_generator_builder  # pylint: disable=g-import-not-at-top
+  from od_meta.builders import image_resizer_builder  # pylint: disable=g-import-not-at-top
   from od_meta.utils import config_util  # pylint: disable=g-import-not-at-top
   proposed = config_util.create_configs_from_pipeline_proto(
       config_util.create_pipeline_proto_from_configs(configs))
   model_config = proposed['model']
   changes = []
+  after = result_before
 
   # 1. Input size.
+  box_h, box_w = dataset.pixel_sizes(input_h, input_w)
+  finest = float(np.nanmin(result_before.level_strides))
+  if not math.isfinite(finest):
+    finest = float(FLAGS.input_size_multiple) / 4
+  current = max(config_fitting.input_size(model_config)) or int(
+      np.median(input_h))
+  source_side = float(np.median(np.maximum(dataset.image_heights,
+                                           dataset.image_widths)))
+  max_scale = 1.0 if FLAGS.keep_input_size else min(
+      max(FLAGS.max_upscale * source_side / max(current, 1), 1.0),
+      FLAGS.max_input_size / max(current, 1))
+  proposal = anchor_fitting.propose_input_scale(
+      np.sqrt(box_h * box_w), finest,
+      percentile=FLAGS.small_object_percentile,
+      min_size_in_strides=FLAGS.min_object_size_in_strides,
+      max_scale=max_scale)
+  percentile = (f'the {FLAGS.small_object_percentile:g}th-percentile object '
+                f'(sqrt area {proposal.small_object_size:.1f} px')
   if FLAGS.keep_input_size:
-    box_h, box_w = dataset.pixel_sizes(input_h, input_w)
-    finest = float(np.nanmin(result_before.level_strides))
-    small = float(np.percentile(np.sqrt(box_h * box_w),
-                                FLAGS.small_object_percentile))
-    target = FLAGS.min_object_size_in_strides * finest
-    if math.isfinite(finest) and small < target:
+    if proposal.limited_by_source:
       changes.append(
-          f'caution: the {FLAGS.small_object_percentile:g}th-percentile '
-          f'object (sqrt area {small:.1f} px) is below {target:g} px '
+          f'caution: {percentile}) is below {proposal.target_size:g} px '
           f'({FLAGS.min_object_size_in_strides:g} x the finest stride) and '
           '--keep_input_size keeps the input: on the small digits (README, '
           '"Fitting a config to a dataset") anchors alone raised the '
           'matched share but lowered mAP; the input size is what helped')
       print(f'  {changes[-1]}')
-  else:
-    box_h, box_w = dataset.pixel_sizes(input_h, input_w)
-    finest = float(np.nanmin(result_before.level_strides))
-    if not math.isfinite(finest):
-      finest = float(FLAGS.input_size_multiple) / 4
-    current = max(config_fitting.input_size(model_config)) or int(
-        np.median(input_h))
-    source_side = float(np.median(np.maximum(dataset.image_heights,
-                                             dataset.image_widths)))
-    max_scale = min(max(FLAGS.max_upscale * source_side / max(current, 1),
-                        1.0),
-                    FLAGS.max_input_size / max(current, 1))
-    proposal = anchor_fitting.propose_input_scale(
-        np.sqrt(box_h * box_w), finest,
-        percentile=FLAGS.small_object_percentile,
-        min_size_in_strides=FLAGS.min_object_size_in_strides,
-        max_scale=max_scale)
-    if proposal.scale > 1.0 + 1e-6:
-      try:
-        change = config_fitting.scale_input_size(
-            model_config, proposal.scale, FLAGS.input_size_multiple)
-      except ValueError as e:
-        print(f'  input size not changed: {e}')
-      else:
-        changes.append(
-            f'{config_fitting.image_resizer_path(model_config)}: {change}: '
-            f'the {FLAGS.small_object_percentile:g}th-percentile object '
-            f'(sqrt area {proposal.small_object_size:.1f} px at the old '
-            f'input) is below {FLAGS.min_object_size_in_strides:g} x the '
-            f'finest level\'s stride ({finest:g} px)' +
-            (f' (capped at --max_upscale {FLAGS.max_upscale:g} x the source '
-             'resolution)' if proposal.limited_by_source else ''))
-        print(f'  {changes[-1]}')
-        from od_meta.analysis import box_statistics  # pylint: disable=g-import-not-at-top
-        from od_meta.builders import image_resizer_builder  # pylint: disable=g-import-not-at-top
-        input_h, input_w = box_statistics.input_image_sizes(
-            dataset, image_resizer_builder.build(
-                config_util.get_image_resizer_config(model_config)))
-        probe = _probe(proposed, FLAGS.input_path, FLAGS.coverage_images)
-        result_before_anchors = probe.coverage()
-        _print_coverage('  at the new input size, the config\'s anchors',
-                        result_before_anchors, class_names0)
-    elif proposal.limited_by_source:
-      print(f'  input size kept: the {FLAGS.small_object_percentile:g}th-'
-            f'percentile object (sqrt area {proposal.small_object_size:.1f} '
-            f'px) is below {proposal.target_size:g} px '
-            f'({FLAGS.min_object_size_in_strides:g} x the finest stride, '
-            f'{finest:g} px), but a larger input would exceed --max_upscale '
-            f'({FLAGS.max_upscale:g} x the source resolution) or '
-            '--max_input_size; raise them, or use a feature extractor with a '
-            'finer first level')
+  elif proposal.scale > 1.0 + 1e-6:
+    try:
+      change = config_fitting.scale_input_size(
+          model_config, proposal.scale, FLAGS.input_size_multiple)
+    except ValueError as e:
+      print(f'  input size not changed: {e}')
     else:
-      print(f'  input size kept: the {FLAGS.small_object_percentile:g}th-'
-            f'percentile object (sqrt area {proposal.small_object_size:.1f} '
-            f'px) already reaches {proposal.target_size:g} px')
+      changes.append(
+          f'{config_fitting.image_resizer_path(model_config)}: {change}: '
+          f'{percentile} at the old input) is below '
+          f'{FLAGS.min_object_size_in_strides:g} x the finest level\'s '
+          f'stride ({finest:g} px)' +
+          (f' (capped at --max_upscale {FLAGS.max_upscale:g} x the source '
+           'resolution)' if proposal.limited_by_source else ''))
+      print(f'  {changes[-1]}')
+      input_h, input_w = box_statistics.input_image_sizes(
+          dataset, image_resizer_builder.build(
+              config_util.get_image_resizer_config(model_config)))
+      probe = _probe(proposed, FLAGS.input_path, FLAGS.coverage_images)
+      after = probe.coverage()
+      _print_coverage('  at the new input size, the config\'s anchors',
+                      after, class_names0)
+  elif proposal.limited_by_source:
+    print(f'  input size kept: {percentile}) is below '
+          f'{proposal.target_size:g} px '
+          f'({FLAGS.min_object_size_in_strides:g} x the finest stride, '
+          f'{finest:g} px), but a larger input would exceed --max_upscale '
+          f'({FLAGS.max_upscale:g} x the source resolution) or '
+          '--max_input_size; raise them, or use a feature extractor with a '
+          'finer first level')
+  else:
+    print(f'  input size kept: {percentile}) already reaches '
+          f'{proposal.target_size:g} px')
 
   # 2. Anchors.
   generator_config = config_fitting.anchor_generator_config(model_config)
-  after = probe.coverage()
   if generator_config is None:
     print('  anchors: none to fit (anchor-free detector); only the input '
           'size is proposed')
-  else:
-    box_h, box_w = dataset.pixel_sizes(input_h, input_w)
-    shapes = np.stack([box_h, box_w], axis=1)
-    try:
-      candidates = config_fitting.anchor_candidates(
-          generator_config, shapes, probe.input_shape,
-          level_strides=after.level_strides,
-          min_anchor_size_in_strides=FLAGS.min_anchor_size_in_strides)
-    except ValueError as e:
-      print(f'  anchors not searched: {e}')
-      candidates = []
-    if candidates:
-      print(f'  searching {len(candidates)} anchor generators '
-            f'({config_fitting.anchor_generator_path(model_config)}):')
+    return proposed, changes, after
+  box_h, box_w = dataset.pixel_sizes(input_h, input_w)
+  try:
+    candidates = config_fitting.anchor_candidates(
+        generator_config, np.stack([box_h, box_w], axis=1), probe.input_shape,
+        level_strides=after.level_strides,
+        min_anchor_size_in_strides=FLAGS.min_anchor_size_in_strides)
+  except ValueError as e:
+    print(f'  anchors not searched: {e}')
+    return proposed, changes, after
+  print(f'  searching {len(candidates)} anchor generators '
+        f'({config_fitting.anchor_generator_path(model_config)}):')
+  # The config's own anchors (the first candidate) were just measured.
+  results = {id(candidates[0]): after}
 
-      def score(candidate):
-        result = probe.coverage(
-            anchor_generator_builder.build(candidate.config))
-        return anchor_fitting.CoverageScore(
-            result.matched_share, result.mean_best_iou, result.num_anchors)
+  def score(candidate):
+    if id(candidate) not in results:
+      results[id(candidate)] = probe.coverage(
+          anchor_generator_builder.build(candidate.config))
+    result = results[id(candidate)]
+    return anchor_fitting.CoverageScore(
+        result.matched_share, result.mean_best_iou, result.num_anchors)
 
-      best, best_score, _ = anchor_fitting.grid_search(candidates, score,
-                                                       log_fn=print)
-      if best is not candidates[0]:
-        config_fitting.set_anchor_generator(model_config, best.config)
-        changes.append(
-            f'{config_fitting.anchor_generator_path(model_config)}: '
-            f'{best.description}, the best of {len(candidates)} generators '
-            '(scales around the data\'s box sizes x the config\'s and the '
-            'IoU k-means aspect ratios; anchors at least '
-            f'{FLAGS.min_anchor_size_in_strides:g} x their level\'s stride): '
-            'matched share '
-            f'{best_score.matched_share:.3f} against '
-            f'{score(candidates[0]).matched_share:.3f} for the config\'s own '
-            'anchors at this input size')
-        print(f'  {changes[-1]}')
-        after = probe.coverage(anchor_generator_builder.build(best.config))
-      else:
-        print('  anchors kept: the config\'s own scored best')
-  return proposed, changes, after, probe
+  best, best_score, scored = anchor_fitting.grid_search(candidates, score,
+                                                        log_fn=print)
+  if best is candidates[0]:
+    print('  anchors kept: the config\'s own scored best')
+    return proposed, changes, after
+  config_fitting.set_anchor_generator(model_config, best.config)
+  changes.append(
+      f'{config_fitting.anchor_generator_path(model_config)}: '
+      f'{best.description}, the best of {len(candidates)} '
+      'generators (scales around the data\'s box sizes x the config\'s '
+      'and the IoU k-means aspect ratios; anchors at least '
+      f'{FLAGS.min_anchor_size_in_strides:g} x their level\'s stride): '
+      f'matched share {best_score.matched_share:.3f} against '
+      f'{scored[0][1].matched_share:.3f} for the config\'s own anchors at '
+      'this input size')
+  print(f'  {changes[-1]}')
+  return proposed, changes, results[id(best)]
 
 
 def _check_builds(configs):
@@ -359,7 +352,7 @@ def run():
         model_config)
     if FLAGS.output_config:
       print('Proposal:')
-      proposed, changes, after, _ = _propose(
+      proposed, changes, after = _propose(
           configs, probe, dataset, input_h, input_w, before, class_names0)
       _check_builds(proposed)
       report['proposal'] = {

@@ -28,6 +28,7 @@ lowered mAP@.50IOU 0.80 -> 0.67.
 """
 
 import copy
+import inspect
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -182,23 +183,18 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
 
   if kind == 'ssd_anchor_generator':
     cfg = generator_config.ssd_anchor_generator
-    ratio_sets = [list(cfg.aspect_ratios) or [1.0, 2.0, 0.5, 3.0, 1.0 / 3]]
-    k = max(len(cfg.aspect_ratios), 1)
-    centroids = anchor_fitting.iou_kmeans(box_shapes, min(k, len(box_shapes)),
-                                          seed=kmeans_seed)
-    kmeans_ratios = anchor_fitting.aspect_ratios_from_shapes(centroids)
-    if kmeans_ratios != sorted(ratio_sets[0]):
-      ratio_sets.append(kmeans_ratios)
+    ratio_sets = _aspect_ratio_sets(
+        list(cfg.aspect_ratios) or list(inspect.signature(
+            multiple_grid_anchor_generator.create_ssd_anchors).parameters[
+                'aspect_ratios'].default), box_shapes, kmeans_seed)
     low = float(np.percentile(sizes, 5)) / side
     high = float(np.percentile(sizes, 95)) / side
     mins = anchor_fitting.geometric_candidates(
         low, (0.6, 0.8, 1.0, 1.25, 1.5, 2.0))
     maxs = anchor_fitting.geometric_candidates(
         high, (0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.2, 4.0))
-    strides = [float(v) for v in (level_strides if level_strides is not None
-                                  else [])]
-    if (len(strides) == cfg.num_layers and strides and
-        all(math.isfinite(v) for v in strides)):
+    strides = _known_strides(level_strides, cfg.num_layers)
+    if strides:
       # The smallest scales the density rule allows on the finest and the
       # coarsest level (linear scales over levels whose strides double stay
       # above the rule in between once both ends do).
@@ -229,13 +225,9 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
 
   if kind == 'multiscale_anchor_generator':
     cfg = generator_config.multiscale_anchor_generator
-    current = list(cfg.aspect_ratios) or [0.5, 1.0, 2.0]
-    ratio_sets = [current]
-    centroids = anchor_fitting.iou_kmeans(
-        box_shapes, min(len(current), len(box_shapes)), seed=kmeans_seed)
-    kmeans_ratios = anchor_fitting.aspect_ratios_from_shapes(centroids)
-    if kmeans_ratios != sorted(current):
-      ratio_sets.append(kmeans_ratios)
+    # [0.5, 1.0, 2.0]: the builder's default for an empty list.
+    ratio_sets = _aspect_ratio_sets(
+        list(cfg.aspect_ratios) or [0.5, 1.0, 2.0], box_shapes, kmeans_seed)
     for ratios in ratio_sets:
       for anchor_scale in (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0):
         # Level l's smallest anchor is anchor_scale x its stride.
@@ -261,15 +253,12 @@ def anchor_candidates(generator_config, box_shapes: np.ndarray,
         np.stack([sizes, sizes], axis=1), k_s, seed=kmeans_seed)
     kmeans_scales = sorted({round(float(c[0]) / base, 3)
                             for c in size_centroids})
-    ratio_centroids = anchor_fitting.iou_kmeans(
-        box_shapes, min(len(ratios), len(box_shapes)), seed=kmeans_seed)
-    kmeans_ratios = anchor_fitting.aspect_ratios_from_shapes(ratio_centroids)
     for s_set in (scales, kmeans_scales):
-      for r_set in (ratios, kmeans_ratios):
+      for r_set in _aspect_ratio_sets(ratios, box_shapes, kmeans_seed):
         if s_set is scales and r_set is ratios:
           continue
-        if not _dense_enough([min(s_set) * base] * len(level_strides or []),
-                             level_strides, min_anchor_size_in_strides):
+        if not _dense_enough([min(s_set) * base], level_strides,
+                             min_anchor_size_in_strides):
           continue
         new = copy.deepcopy(generator_config)
         g = new.grid_anchor_generator
@@ -290,13 +279,33 @@ def _ceil3(value):
   return round(value + 5e-4, 3)
 
 
+def _aspect_ratio_sets(current, box_shapes, kmeans_seed):
+  """[the config's aspect ratios, the IoU k-means ones (as many, when they
+  differ)]."""
+  centroids = anchor_fitting.iou_kmeans(
+      box_shapes, min(len(current), len(box_shapes)), seed=kmeans_seed)
+  kmeans_ratios = anchor_fitting.aspect_ratios_from_shapes(centroids)
+  if kmeans_ratios == sorted(current):
+    return [current]
+  return [current, kmeans_ratios]
+
+
+def _known_strides(level_strides, num_levels):
+  """The strides as floats when there is one finite stride per level, else
+  None (the density rule is then not applied)."""
+  if level_strides is None:
+    return None
+  strides = [float(v) for v in level_strides]
+  if len(strides) != num_levels or not all(math.isfinite(v)
+                                           for v in strides):
+    return None
+  return strides
+
+
 def _dense_enough(anchor_sizes, level_strides, min_size_in_strides):
   """Whether each level's anchor size (pixels) reaches the density rule."""
-  if level_strides is None:
-    return True
-  strides = [float(s) for s in level_strides]
-  if len(strides) != len(anchor_sizes) or not all(
-      math.isfinite(s) for s in strides):
+  strides = _known_strides(level_strides, len(anchor_sizes))
+  if strides is None:
     return True
   return all(size >= min_size_in_strides * stride - 1e-6
              for size, stride in zip(anchor_sizes, strides))

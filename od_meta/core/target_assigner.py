@@ -52,6 +52,7 @@ from typing import List, NamedTuple, Optional, Sequence
 import tensorflow as tf
 
 from od_meta.core import box_list
+from od_meta.core import box_list_ops
 from od_meta.core import matcher as matcher_lib
 from od_meta.core import standard_fields
 
@@ -178,20 +179,10 @@ def _coverage_from_positives(positive, anchors, groundtruth_boxes, levels):
     level = tf.zeros_like(num_positives)
     strides = tf.constant([float('nan')], tf.float32)
   level = tf.where(num_positives > 0, level, -1)
-  iou = _iou_matrix(groundtruth_boxes.get(), anchors.get())
+  iou = box_list_ops.iou(groundtruth_boxes, anchors)
   best_iou = tf.reduce_max(
       tf.concat([iou, tf.zeros_like(iou[:, :1])], axis=1), axis=1)
   return GroundtruthCoverage(num_positives, level, best_iou, strides)
-
-
-def _iou_matrix(boxes1, boxes2):
-  """float32 `[N, M]` IoU of `[N, 4]` and `[M, 4]` yxyx boxes."""
-  y1a, x1a, y2a, x2a = tf.unstack(boxes1[:, tf.newaxis, :], axis=2)
-  y1b, x1b, y2b, x2b = tf.unstack(boxes2[tf.newaxis, :, :], axis=2)
-  inter = (tf.maximum(tf.minimum(y2a, y2b) - tf.maximum(y1a, y1b), 0.0) *
-           tf.maximum(tf.minimum(x2a, x2b) - tf.maximum(x1a, x1b), 0.0))
-  union = ((y2a - y1a) * (x2a - x1a) + (y2b - y1b) * (x2b - x1b) - inter)
-  return tf.math.divide_no_nan(inter, union)
 
 
 def split_by_level(tensor, levels: Sequence[AnchorLevel], axis=0):
