@@ -1,7 +1,9 @@
 r"""Trains or evaluates an od_meta detector described by a pipeline config.
 
 Training (ends with an evaluation of the final checkpoint when the config has
-an eval_input_reader):
+an eval_input_reader; with eval_config.eval_every_n_steps it also evaluates
+every n steps, keeps the best checkpoint in model_dir/best/ and can stop
+early, see eval.proto):
 
     python scripts/model_main.py \
       --pipeline_config_path=configs/ssd_mobilenet_v2_digits.config \
@@ -108,16 +110,34 @@ def main(argv):
     raise app.UsageError(f'--strategy: {e}') from e
   print(f'Training under {type(strategy).__name__} with '
         f'{strategy.num_replicas_in_sync} replica(s)')
+  evaluator = None
+  if FLAGS.eval_after_training or configs['eval_config'].eval_every_n_steps:
+    if configs.get('eval_input_configs'):
+      evaluator = eval_loop.InTrainingEvaluator(configs, FLAGS.model_dir,
+                                                strategy=strategy)
+  try:
+    train_loop.check_settings(configs, evaluator is not None)
+  except ValueError as e:
+    print(f'model_main: {FLAGS.pipeline_config_path}: {e}', file=sys.stderr)
+    return 2
   result = train_loop.train_loop(
       configs, FLAGS.model_dir, num_train_steps=FLAGS.num_train_steps,
       checkpoint_every_n=FLAGS.checkpoint_every_n,
       record_summaries=FLAGS.record_summaries, strategy=strategy,
-      log_every_n=FLAGS.log_every_n)
+      log_every_n=FLAGS.log_every_n, evaluator=evaluator,
+      evaluate_final=FLAGS.eval_after_training)
+  extra = ''
+  if result.skipped_steps:
+    extra = (f', {result.skipped_steps} steps skipped by loss scaling '
+             '(non-finite gradients)')
   print(f'Training done: step {result.final_step}, {result.steps_run} steps '
-        f'in {result.wall_time_s:.1f}s, checkpoint {result.checkpoint_path}')
-  if FLAGS.eval_after_training and configs.get('eval_input_configs'):
-    eval_loop.evaluate_checkpoint(configs, result.checkpoint_path,
-                                  FLAGS.model_dir)
+        f'in {result.wall_time_s:.1f}s{extra}, checkpoint '
+        f'{result.checkpoint_path}')
+  if result.best_checkpoint:
+    print(f'Best checkpoint: {result.best_checkpoint} (step '
+          f'{result.best_step}, {configs["eval_config"].best_metric} '
+          f'{result.best_value:.4f})')
+  print(f'Training stopped: {result.stop_reason}')
   return 0
 
 

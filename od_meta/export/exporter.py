@@ -64,6 +64,7 @@ from od_meta.builders import model_builder
 from od_meta.core import standard_fields as fields
 from od_meta.data import tf_example_decoder
 from od_meta.protos import pipeline_pb2
+from od_meta.training import precision
 from od_meta.training import train_loop
 from od_meta.utils import config_util
 
@@ -340,6 +341,11 @@ def latest_checkpoint(trained_checkpoint_dir):
 def build_restored_model(configs, checkpoint_path):
   """Builds the model (is_training=False), creates and restores variables.
 
+  The model is built under the training's precision policy
+  (`train_config.mixed_precision` / `use_bfloat16`): its layers compute in
+  float16 / bfloat16 as in training, while its outputs, box decoding and
+  NMS stay float32, so the exported signature's outputs are float32.
+
   Returns:
     the `DetectionModel`.
 
@@ -348,9 +354,12 @@ def build_restored_model(configs, checkpoint_path):
       (`assert_existing_objects_matched` failed: a config that does not
       match the checkpoint); the message names the checkpoint.
   """
-  detection_model = model_builder.build(configs['model'], is_training=False)
-  height, width = train_loop.image_size_for_building(configs)
-  train_loop.build_model_variables(detection_model, height, width)
+  policy = precision.policy_name(configs['train_config'].mixed_precision,
+                                 configs['train_config'].use_bfloat16)
+  with precision.policy_scope(policy):
+    detection_model = model_builder.build(configs['model'], is_training=False)
+    height, width = train_loop.image_size_for_building(configs)
+    train_loop.build_model_variables(detection_model, height, width)
   try:
     status = tf.train.Checkpoint(model=detection_model).restore(
         checkpoint_path)

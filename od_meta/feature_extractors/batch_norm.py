@@ -11,7 +11,8 @@ same work in one pass, as Keras 2 did with `fused=True`.
 moving_mean, moving_variance), names and config, so checkpoints and
 keras.applications ImageNet weights load unchanged. It uses the fused kernel
 on 4-D NHWC inputs normalized over the channel axis and falls back to the
-Keras implementation otherwise (masks, renorm, synchronized BN, other axes).
+Keras implementation otherwise (masks, renorm, synchronized BN in training,
+other axes). `synchronize_batch_norms` turns on sync batch norm.
 `with_fused_batch_norm` rebuilds a functional Keras model (e.g. a
 keras.applications backbone) with its batch norms replaced.
 
@@ -33,14 +34,17 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   constructor arguments as `keras.layers.BatchNormalization`.
   """
 
-  def _can_fuse(self, inputs, mask):
-    return (mask is None and not self.renorm and not self.synchronized and
+  def _can_fuse(self, inputs, mask, training):
+    # Synchronized moments are only computed in training; inference uses
+    # the moving statistics on the fused kernel either way.
+    synchronized_moments = self.synchronized and training and self.trainable
+    return (mask is None and not self.renorm and not synchronized_moments and
             inputs.shape.rank == 4 and self.axis in (3, -1) and
             inputs.dtype in (tf.float32, tf.float16, tf.bfloat16))
 
   def call(self, inputs, training=None, mask=None):
     inputs = tf.convert_to_tensor(inputs)
-    if not self._can_fuse(inputs, mask):
+    if not self._can_fuse(inputs, mask, training):
       return super().call(inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     gamma = (tf.cast(self.gamma, tf.float32) if self.scale else
@@ -95,3 +99,33 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
   clone = keras.models.clone_model(model, clone_function=_clone_layer)
   clone.set_weights(model.get_weights())
   return clone
+
+
+def synchronize_batch_norms(model) -> int:
+  """Makes every trainable batch norm of `model` compute cross-replica moments.
+
+  Sync batch norm (Peng et al. 2018, MegDet, section 4; Keras'
+  `BatchNormalization(synchronized=True)`): in training, the batch mean and
+  variance are all-reduced over the replicas of the current
+  `tf.distribute` strategy, so the statistics are those of the global batch
+  rather than of each replica's slice. It matters for the heatmap detectors,
+  whose high-resolution inputs leave a few images per GPU. The layers take
+  Keras' (unfused) path, which is slower on one replica. The frozen batch
+  norms of the Faster R-CNN extractors always use their moving statistics,
+  so the switch does not change them; nor does it change inference, which
+  stays on the fused kernel.
+
+  Args:
+    model: a Keras layer or model; its sublayers are walked recursively.
+
+  Returns:
+    the number of batch norm layers switched.
+  """
+  layers = [model] + list(model._flatten_layers(include_self=False,  # pylint: disable=protected-access
+                                                recursive=True))
+  count = 0
+  for layer in layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.synchronized = True
+      count += 1
+  return count

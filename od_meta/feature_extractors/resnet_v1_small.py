@@ -181,12 +181,17 @@ def image_to_minus_one_one(images: tf.Tensor) -> tf.Tensor:
 
 
 def check_images(images) -> tf.Tensor:
-  """Converts to float32 and checks the rank is 4 ([B, H, W, C]).
+  """Checks the rank is 4 ([B, H, W, C]); non-float inputs become float32.
+
+  A floating input keeps its dtype: under a mixed precision policy Keras has
+  already cast it to the layer's compute dtype (float16 / bfloat16).
 
   Raises:
     ValueError: if `images` is not rank 4.
   """
-  images = tf.convert_to_tensor(images, tf.float32)
+  images = tf.convert_to_tensor(images)
+  if not images.dtype.is_floating:
+    images = tf.cast(images, tf.float32)
   if images.shape.rank != 4:
     raise ValueError(f'images must be [B, H, W, C], got shape {images.shape}')
   return images

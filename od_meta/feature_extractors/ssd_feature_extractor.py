@@ -27,6 +27,7 @@ import tensorflow as tf
 from od_meta.feature_extractors import batch_norm as batch_norm_lib
 from od_meta.feature_extractors import conv_hyperparams as hyperparams_lib
 from od_meta.feature_extractors import fpn as fpn_lib
+from od_meta.feature_extractors import resnet_v1_small
 from od_meta.utils import keras_tracking
 
 _KERAS_WEIGHTS = (None, 'imagenet')
@@ -252,12 +253,11 @@ class SSDFeatureExtractor(keras_tracking.CheckpointTrackedCollections,
       training: Python bool; batch norm uses batch statistics when True.
 
     Returns:
-      list of `num_feature_maps` float32 tensors [B, H_i, W_i, C_i], highest
-      resolution first.
+      list of `num_feature_maps` tensors [B, H_i, W_i, C_i] in the layer's
+      compute dtype (float32, or float16 / bfloat16 under a mixed precision
+      policy), highest resolution first.
     """
-    inputs = tf.convert_to_tensor(inputs, tf.float32)
-    if inputs.shape.rank != 4:
-      raise ValueError(f'inputs must be [B, H, W, C], got shape {inputs.shape}')
+    inputs = resnet_v1_small.check_images(inputs)
     inputs = pad_to_multiple(inputs, self._pad_to_multiple)
     return list(self._extract_features(inputs, training=training))
 

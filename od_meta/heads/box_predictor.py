@@ -240,8 +240,11 @@ class ConvolutionalBoxPredictor(keras_tracking.CheckpointTrackedCollections,
                                          training=training)
       boxes.append(_flatten_predictions(box, self._box_code_size))
       classes.append(_flatten_predictions(cls, self._num_class_slots))
-    return {BOX_ENCODINGS: tf.concat(boxes, axis=1),
-            CLASS_PREDICTIONS_WITH_BACKGROUND: tf.concat(classes, axis=1)}
+    # Float32 outputs under a mixed precision policy: the box decoding, the
+    # losses and NMS run in float32 (Keras mixed precision guide).
+    return {BOX_ENCODINGS: tf.cast(tf.concat(boxes, axis=1), tf.float32),
+            CLASS_PREDICTIONS_WITH_BACKGROUND:
+                tf.cast(tf.concat(classes, axis=1), tf.float32)}
 
 
 def _check_feature_maps_shapes(shapes, expected, owner):
@@ -423,5 +426,8 @@ class WeightSharedConvolutionalBoxPredictor(
                                         self._box_code_size))
       classes.append(_flatten_predictions(self._class_head(cls_x),
                                           self._num_class_slots))
-    return {BOX_ENCODINGS: tf.concat(boxes, axis=1),
-            CLASS_PREDICTIONS_WITH_BACKGROUND: tf.concat(classes, axis=1)}
+    # Float32 outputs under a mixed precision policy: the box decoding, the
+    # losses and NMS run in float32 (Keras mixed precision guide).
+    return {BOX_ENCODINGS: tf.cast(tf.concat(boxes, axis=1), tf.float32),
+            CLASS_PREDICTIONS_WITH_BACKGROUND:
+                tf.cast(tf.concat(classes, axis=1), tf.float32)}

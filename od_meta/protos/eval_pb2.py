@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19od_meta/protos/eval.proto\x12\x0eod_meta.protos\"\x8a\x04\n\nEvalConfig\x12\x15\n\nbatch_size\x18\x19 \x01(\r:\x01\x31\x12\x1e\n\x12num_visualizations\x18\x01 \x01(\r:\x02\x31\x30\x12\x17\n\x0cnum_examples\x18\x02 \x01(\r:\x01\x30\x12\x1f\n\x12\x65val_interval_secs\x18\x03 \x01(\r:\x03\x33\x30\x30\x12\x14\n\tmax_evals\x18\x04 \x01(\r:\x01\x30\x12\x13\n\x0bmetrics_set\x18\x08 \x03(\t\x12\x41\n\x14parameterized_metric\x18\x1f \x03(\x0b\x32#.od_meta.protos.ParameterizedMetric\x12+\n\x1cinclude_metrics_per_category\x18\x18 \x01(\x08:\x05\x66\x61lse\x12\'\n\x18\x61ll_metrics_per_category\x18# \x01(\x08:\x05\x66\x61lse\x12\"\n\x13use_moving_averages\x18\x0b \x01(\x08:\x05\x66\x61lse\x12 \n\x13min_score_threshold\x18\r \x01(\x02:\x03\x30.5\x12&\n\x1amax_num_boxes_to_visualize\x18\x0e \x01(\x05:\x02\x32\x30\x12$\n\x16retain_original_images\x18\x17 \x01(\x08:\x04true\x12\x33\n\rkeypoint_edge\x18  \x03(\x0b\x32\x1c.od_meta.protos.KeypointEdge\"s\n\x13ParameterizedMetric\x12\x44\n\x15\x63oco_keypoint_metrics\x18\x01 \x01(\x0b\x32#.od_meta.protos.CocoKeypointMetricsH\x00\x42\x16\n\x14parameterized_metric\"\xca\x01\n\x13\x43ocoKeypointMetrics\x12\x13\n\x0b\x63lass_label\x18\x01 \x01(\t\x12`\n\x18keypoint_label_to_sigmas\x18\x02 \x03(\x0b\x32>.od_meta.protos.CocoKeypointMetrics.KeypointLabelToSigmasEntry\x1a<\n\x1aKeypointLabelToSigmasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"*\n\x0cKeypointEdge\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19od_meta/protos/eval.proto\x12\x0eod_meta.protos\"\x96\x06\n\nEvalConfig\x12\x15\n\nbatch_size\x18\x19 \x01(\r:\x01\x31\x12\x1e\n\x12num_visualizations\x18\x01 \x01(\r:\x02\x31\x30\x12\x17\n\x0cnum_examples\x18\x02 \x01(\r:\x01\x30\x12\x1f\n\x12\x65val_interval_secs\x18\x03 \x01(\r:\x03\x33\x30\x30\x12\x14\n\tmax_evals\x18\x04 \x01(\r:\x01\x30\x12\x13\n\x0bmetrics_set\x18\x08 \x03(\t\x12\x41\n\x14parameterized_metric\x18\x1f \x03(\x0b\x32#.od_meta.protos.ParameterizedMetric\x12+\n\x1cinclude_metrics_per_category\x18\x18 \x01(\x08:\x05\x66\x61lse\x12\'\n\x18\x61ll_metrics_per_category\x18# \x01(\x08:\x05\x66\x61lse\x12\"\n\x13use_moving_averages\x18\x0b \x01(\x08:\x05\x66\x61lse\x12 \n\x13min_score_threshold\x18\r \x01(\x02:\x03\x30.5\x12&\n\x1amax_num_boxes_to_visualize\x18\x0e \x01(\x05:\x02\x32\x30\x12$\n\x16retain_original_images\x18\x17 \x01(\x08:\x04true\x12\x33\n\rkeypoint_edge\x18  \x03(\x0b\x32\x1c.od_meta.protos.KeypointEdge\x12\x1d\n\x12\x65val_every_n_steps\x18( \x01(\r:\x01\x30\x12\x31\n\x0b\x62\x65st_metric\x18) \x01(\t:\x1c\x44\x65tectionBoxes_Precision/mAP\x12\x45\n\x10\x62\x65st_metric_mode\x18* \x01(\x0e\x32%.od_meta.protos.EvalConfig.MetricMode:\x04\x41UTO\x12\"\n\x17\x65\x61rly_stopping_patience\x18+ \x01(\r:\x01\x30\x12#\n\x18\x65\x61rly_stopping_min_delta\x18, \x01(\x02:\x01\x30\"(\n\nMetricMode\x12\x08\n\x04\x41UTO\x10\x00\x12\x07\n\x03MAX\x10\x01\x12\x07\n\x03MIN\x10\x02\"s\n\x13ParameterizedMetric\x12\x44\n\x15\x63oco_keypoint_metrics\x18\x01 \x01(\x0b\x32#.od_meta.protos.CocoKeypointMetricsH\x00\x42\x16\n\x14parameterized_metric\"\xca\x01\n\x13\x43ocoKeypointMetrics\x12\x13\n\x0b\x63lass_label\x18\x01 \x01(\t\x12`\n\x18keypoint_label_to_sigmas\x18\x02 \x03(\x0b\x32>.od_meta.protos.CocoKeypointMetrics.KeypointLabelToSigmasEntry\x1a<\n\x1aKeypointLabelToSigmasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"*\n\x0cKeypointEdge\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._loaded_options = None
   _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._serialized_options = b'8\001'
   _globals['_EVALCONFIG']._serialized_start=46
-  _globals['_EVALCONFIG']._serialized_end=568
-  _globals['_PARAMETERIZEDMETRIC']._serialized_start=570
-  _globals['_PARAMETERIZEDMETRIC']._serialized_end=685
-  _globals['_COCOKEYPOINTMETRICS']._serialized_start=688
-  _globals['_COCOKEYPOINTMETRICS']._serialized_end=890
-  _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._serialized_start=830
-  _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._serialized_end=890
-  _globals['_KEYPOINTEDGE']._serialized_start=892
-  _globals['_KEYPOINTEDGE']._serialized_end=934
+  _globals['_EVALCONFIG']._serialized_end=836
+  _globals['_EVALCONFIG_METRICMODE']._serialized_start=796
+  _globals['_EVALCONFIG_METRICMODE']._serialized_end=836
+  _globals['_PARAMETERIZEDMETRIC']._serialized_start=838
+  _globals['_PARAMETERIZEDMETRIC']._serialized_end=953
+  _globals['_COCOKEYPOINTMETRICS']._serialized_start=956
+  _globals['_COCOKEYPOINTMETRICS']._serialized_end=1158
+  _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._serialized_start=1098
+  _globals['_COCOKEYPOINTMETRICS_KEYPOINTLABELTOSIGMASENTRY']._serialized_end=1158
+  _globals['_KEYPOINTEDGE']._serialized_start=1160
+  _globals['_KEYPOINTEDGE']._serialized_end=1202
 # @@protoc_insertion_point(module_scope)

@@ -30,7 +30,10 @@ from od_meta.builders import optimizer_builder
 from od_meta.builders import preprocessor_builder
 from od_meta.core import standard_fields as fields
 from od_meta.data import inputs
+from od_meta.feature_extractors import batch_norm
+from od_meta.training import best_checkpoint
 from od_meta.training import distribute_utils
+from od_meta.training import precision
 from od_meta.utils import config_util
 
 _FINE_TUNE_TYPES = ('detection', 'feature_extractor', 'classification')
@@ -46,12 +49,33 @@ class TrainResult:
     final_losses: dict of float, the last step's losses.
     wall_time_s: float, seconds spent in the loop (building excluded).
     steps_run: int, steps run by this call (0 when already done).
+    stop_reason: str, why training stopped ('reached N steps' or the early
+      stopping reason).
+    evaluations: list of (step, metrics dict), the evaluations run.
+    best_checkpoint: str or None, the checkpoint kept in model_dir/best/.
+    best_step: int or None, its step.
+    best_value: float or None, its eval_config.best_metric.
+    skipped_steps: int, steps skipped by loss scaling (non-finite
+      gradients).
+    precision_policy: str, the Keras policy trained under.
+    jit_compiled: bool, whether the train step ran XLA-compiled.
+    first_step_s: float or None, seconds of the first step (tracing and
+      compilation included), excluded from the steps/s figures.
   """
   final_step: int
   checkpoint_path: str
   final_losses: dict
   wall_time_s: float
   steps_run: int
+  stop_reason: str = ''
+  evaluations: list = dataclasses.field(default_factory=list)
+  best_checkpoint: Optional[str] = None
+  best_step: Optional[int] = None
+  best_value: Optional[float] = None
+  skipped_steps: int = 0
+  precision_policy: str = 'float32'
+  jit_compiled: bool = False
+  first_step_s: Optional[float] = None
 
 
 def compute_losses(detection_model, features, labels, *, training,
@@ -292,11 +316,79 @@ def _format_eta(seconds):
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s'
 
 
+# A run whose gradients stay non-finite this many steps in a row under loss
+# scaling has diverged (the loss scale has been halved as many times).
+MAX_CONSECUTIVE_SKIPPED_STEPS = 100
+
+# XLA compilation failures: the train step uses an op XLA cannot compile or
+# a shape it cannot bound.
+_XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+               tf.errors.InternalError)
+
+
+def check_settings(configs, has_evaluator):
+  """Checks the precision and in-training evaluation fields.
+
+  Raises:
+    ValueError: naming the field, when both precision flags are set, early
+      stopping is asked for without periodic evaluation or a metric, or
+      periodic evaluation without an eval_input_reader.
+  """
+  precision.policy_name(configs['train_config'].mixed_precision,
+                        configs['train_config'].use_bfloat16)
+  eval_config = configs['eval_config']
+  if eval_config.early_stopping_patience:
+    if not eval_config.eval_every_n_steps:
+      raise ValueError('eval_config.early_stopping_patience needs '
+                       'eval_config.eval_every_n_steps > 0')
+    if not eval_config.best_metric:
+      raise ValueError('eval_config.early_stopping_patience needs '
+                       'eval_config.best_metric')
+  if eval_config.early_stopping_min_delta < 0:
+    raise ValueError('eval_config.early_stopping_min_delta must be >= 0, got '
+                     f'{eval_config.early_stopping_min_delta}')
+  if eval_config.eval_every_n_steps and not has_evaluator:
+    if not configs.get('eval_input_configs'):
+      raise ValueError('eval_config.eval_every_n_steps needs an '
+                       'eval_input_reader')
+
+
+def _best_keeper(configs, model_dir):
+  eval_config = configs['eval_config']
+  if not eval_config.best_metric:
+    return None
+  mode = eval_config.MetricMode.Name(eval_config.best_metric_mode).lower()
+  return best_checkpoint.BestCheckpointKeeper(
+      model_dir, eval_config.best_metric, mode,
+      early_stopping_patience=eval_config.early_stopping_patience,
+      early_stopping_min_delta=eval_config.early_stopping_min_delta)
+
+
 def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
                checkpoint_every_n: Optional[int] = None,
                record_summaries: bool = True, strategy=None,
-               log_every_n: int = 100, print_fn=print):
+               log_every_n: int = 100, print_fn=print, evaluator=None,
+               evaluate_final: bool = True):
   """Trains the model a pipeline config describes.
+
+  Precision: `train_config.mixed_precision` builds the model under Keras'
+  `mixed_float16` policy with dynamic loss scaling (steps with non-finite
+  gradients are skipped and counted), `train_config.use_bfloat16` under
+  `mixed_bfloat16` (see `precision`). `train_config.jit_compile` compiles
+  each replica's train step with XLA, falling back to the plain graph with
+  a printed reason when XLA cannot compile it. `train_config.sync_batch_norm`
+  all-reduces the batch-norm statistics over the replicas.
+
+  Evaluation: with an `evaluator`, a checkpoint is saved and evaluated
+  every eval_config.eval_every_n_steps steps and at the end; the best one by
+  eval_config.best_metric is kept in `model_dir/best/`
+  (`best_checkpoint.BestCheckpointKeeper`) and training stops early after
+  eval_config.early_stopping_patience evaluations without improvement.
+
+  Progress lines (every `log_every_n` steps) give the losses, the learning
+  rate, steps/s and the ETA measured without the first step (which traces
+  and compiles the step function) and without evaluation time. Scalar
+  summaries go to model_dir/train every train_config.summary_every_n steps.
 
   Args:
     configs: dict from `config_util.get_configs_from_pipeline_file`.
@@ -307,17 +399,22 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
       train_config.checkpoint_every_n.
     record_summaries: write TensorBoard summaries to model_dir/train.
     strategy: a `tf.distribute.Strategy`; default `get_strategy()`.
-    log_every_n: steps between progress lines and scalar summaries.
+    log_every_n: steps between progress lines.
     print_fn: where progress lines go.
+    evaluator: None, or a callable `checkpoint_path -> (step, metrics)`
+      (e.g. `eval_loop.InTrainingEvaluator`).
+    evaluate_final: with an evaluator, evaluate the final checkpoint too.
 
   Returns:
     a `TrainResult`.
 
   Raises:
     ValueError: if no number of steps is configured, checkpoint_every_n or
-      log_every_n is < 1, or the loss becomes NaN or infinite (checked at
+      log_every_n is < 1, an eval_config field is inconsistent, both
+      precision flags are set, the loss becomes NaN or infinite (checked at
       every step, before any checkpoint of that step; the message gives the
-      step).
+      step), or, under loss scaling, the gradients stay non-finite for
+      `MAX_CONSECUTIVE_SKIPPED_STEPS` steps.
   """
   train_config = configs['train_config']
   num_train_steps = int(num_train_steps or train_config.num_steps)
@@ -329,6 +426,10 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
   if checkpoint_every_n < 1 or int(log_every_n) < 1:
     raise ValueError(f'checkpoint_every_n ({checkpoint_every_n}) and '
                      f'log_every_n ({log_every_n}) must be >= 1')
+  summary_every_n = int(train_config.summary_every_n or log_every_n)
+  check_settings(configs, evaluator is not None)
+  policy = precision.policy_name(train_config.mixed_precision,
+                                 train_config.use_bfloat16)
   strategy = strategy or distribute_utils.get_strategy()
   tf.io.gfile.makedirs(model_dir)
   _save_pipeline_config(configs, model_dir)
@@ -336,24 +437,37 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
   input_fn = build_input_fn(configs, is_training=True)
   dataset = strategy.distribute_datasets_from_function(input_fn)
   height, width = image_size_for_building(configs, input_fn(None))
-  with strategy.scope():
+  with strategy.scope(), precision.policy_scope(policy):
     detection_model = model_builder.build(configs['model'], is_training=True)
-    optimizer, learning_rate = optimizer_builder.build(
+    base_optimizer, learning_rate = optimizer_builder.build(
         train_config.optimizer,
         global_clipnorm=train_config.gradient_clipping_by_norm or None)
     build_model_variables(detection_model, height, width)
+    if train_config.sync_batch_norm:
+      num_synced = batch_norm.synchronize_batch_norms(detection_model)
+      print_fn(f'Sync batch norm: {num_synced} batch norm layers all-reduce '
+               f'their statistics over {strategy.num_replicas_in_sync} '
+               'replica(s)')
+    optimizer = precision.wrap_optimizer(base_optimizer, policy)
     trainable = _trainable_variables(detection_model, train_config)
     optimizer.build(trainable)
-    checkpoint = tf.train.Checkpoint(model=detection_model,
-                                     optimizer=optimizer)
+    tracked = dict(model=detection_model, optimizer=base_optimizer)
+    if optimizer is not base_optimizer:
+      tracked['loss_scale_optimizer'] = optimizer
+    checkpoint = tf.train.Checkpoint(**tracked)
+  if policy != precision.FLOAT32:
+    print_fn(f'Precision policy {policy}'
+             + (' with dynamic loss scaling'
+                if precision.needs_loss_scaling(policy) else '')
+             + f'; layer compute dtypes {precision.compute_dtypes(detection_model)}')
+  iterations = base_optimizer.iterations
   manager = tf.train.CheckpointManager(
       checkpoint, model_dir, max_to_keep=train_config.max_to_keep or 7,
-      step_counter=optimizer.iterations,
-      checkpoint_interval=checkpoint_every_n)
+      step_counter=iterations, checkpoint_interval=checkpoint_every_n)
   if manager.latest_checkpoint:
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     print_fn(f'Resuming from {manager.latest_checkpoint} at step '
-             f'{int(optimizer.iterations.numpy())}')
+             f'{int(iterations.numpy())}')
   elif train_config.fine_tune_checkpoint:
     restore_fine_tune_checkpoint(detection_model,
                                  train_config.fine_tune_checkpoint,
@@ -364,75 +478,175 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
       if extractor.restore_backbone_weights():
         print_fn(f'Loaded backbone weights from {extractor.backbone_weights}')
 
-  if int(optimizer.iterations.numpy()) < num_train_steps:
+  keeper = _best_keeper(configs, model_dir) if evaluator is not None else None
+  if keeper is not None and keeper.previous_state_ignored:
+    print_fn(f'{keeper.state_path} ranks by another metric; the best '
+             f'checkpoint is now chosen by {keeper.metric}')
+  eval_every_n = int(configs['eval_config'].eval_every_n_steps)
+
+  if int(iterations.numpy()) < num_train_steps and not (
+      keeper is not None and keeper.should_stop):
     check_groundtruth_coverage(detection_model, configs, input_fn(None),
                                print_fn)
 
   num_replicas = strategy.num_replicas_in_sync
   add_reg = train_config.add_regularization_loss
+  loss_scaling = precision.needs_loss_scaling(policy)
 
   def step_fn(features, labels):
     with tf.GradientTape() as tape:
       losses = compute_losses(detection_model, features, labels,
                               training=True, add_regularization_loss=add_reg)
       scaled = losses['Loss/total_loss'] / num_replicas
+      if loss_scaling:
+        scaled = optimizer.scale_loss(scaled)
     gradients = tape.gradient(scaled, trainable)
     optimizer.apply_gradients(zip(gradients, trainable))
     return losses
 
-  @tf.function
-  def train_step(iterator):
-    per_replica = strategy.run(step_fn, args=next(iterator))
-    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-            for k, v in per_replica.items()}
+  def make_train_step(jit_compile):
+    replica_step = (tf.function(step_fn, jit_compile=True) if jit_compile
+                    else step_fn)
 
+    @tf.function
+    def train_step(iterator):
+      per_replica = strategy.run(replica_step, args=next(iterator))
+      return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+              for k, v in per_replica.items()}
+
+    return train_step
+
+  jit_compile = bool(train_config.jit_compile)
+  train_step = make_train_step(jit_compile)
   writer = (tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
             if record_summaries else tf.summary.create_noop_writer())
   iterator = iter(dataset)
-  start_step = int(optimizer.iterations.numpy())
+  start_step = int(iterations.numpy())
   losses = {}
+  evaluations = []
+  skipped_steps = consecutive_skipped = 0
+  first_step_s = None
+  stop_reason = None
+  if keeper is not None and keeper.should_stop:
+    stop_reason = ('early stopping had already stopped this run: '
+                   + keeper.early_stopping.reason())
   loop_start = time.time()
   window_start, window_step = loop_start, start_step
+
+  def evaluate(path, step):
+    result = evaluator(path)
+    evaluations.append(result)
+    if keeper is not None:
+      if keeper.update(step, result[1], path):
+        print_fn(f'New {keeper.summary()}')
+    return result
+
   with writer.as_default():
     step = start_step
-    while step < num_train_steps:
-      losses = train_step(iterator)
-      step = int(optimizer.iterations.numpy())
+    while step < num_train_steps and stop_reason is None:
+      previous_step = step
+      try:
+        losses = train_step(iterator)
+      except _XLA_ERRORS as e:
+        if not jit_compile or first_step_s is not None:
+          raise
+        reason = str(e).strip().splitlines()[0][:300]
+        print_fn(f'XLA could not compile the train step of '
+                 f'{type(detection_model).__name__} ({reason}); training '
+                 'without jit_compile')
+        jit_compile = False
+        train_step = make_train_step(False)
+        continue
+      step = int(iterations.numpy())
+      if first_step_s is None:
+        first_step_s = time.time() - loop_start
+        window_start, window_step = time.time(), step
       # The total loss is checked at every step (the step counter is read
       # anyway), so that no NaN weights are ever checkpointed.
       finite = math.isfinite(float(losses['Loss/total_loss'].numpy()))
-      if not finite or step % log_every_n == 0 or step == num_train_steps:
+      if step == previous_step:
+        # Loss scaling skipped the update: non-finite gradients.
+        skipped_steps += 1
+        consecutive_skipped += 1
+        if finite and consecutive_skipped < MAX_CONSECUTIVE_SKIPPED_STEPS:
+          continue
+        if finite:
+          raise ValueError(
+              f'the gradients were NaN or infinite for {consecutive_skipped} '
+              f'steps in a row at step {step} (loss scale now '
+              f'{precision.loss_scale(optimizer):g}): training diverged')
+      consecutive_skipped = 0
+      log_now = step % log_every_n == 0 or step == num_train_steps
+      summarize = step % summary_every_n == 0 or step == num_train_steps
+      if not finite or log_now or summarize:
         values = {k: float(v.numpy()) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
           raise ValueError(f'the loss became NaN or infinite at step {step}: '
                            f'{values}')
-        now = time.time()
-        steps_per_sec = (step - window_step) / max(now - window_start, 1e-9)
-        window_start, window_step = now, step
         lr = float(learning_rate(step))
-        for name, value in values.items():
-          tf.summary.scalar(name, value, step=step)
-        tf.summary.scalar('learning_rate', lr, step=step)
-        tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
-        eta = (num_train_steps - step) / max(steps_per_sec, 1e-9)
-        terms = ' '.join(
-            f'{k.replace("Loss/", "", 1).replace("_loss", "")}={v:.4f}'
-            for k, v in values.items() if k != 'Loss/total_loss')
-        print_fn(f'step {step}/{num_train_steps} loss={values["Loss/total_loss"]:.4f} '
-                 f'({terms}) lr={lr:.3g} {steps_per_sec:.2f} steps/s '
-                 f'ETA {_format_eta(eta)}')
+        if summarize:
+          for name, value in values.items():
+            tf.summary.scalar(name, value, step=step)
+          tf.summary.scalar('learning_rate', lr, step=step)
+          if loss_scaling:
+            tf.summary.scalar('loss_scale', precision.loss_scale(optimizer),
+                              step=step)
+        if log_now:
+          now = time.time()
+          steps_per_sec = ((step - window_step) / (now - window_start)
+                           if step > window_step else float('nan'))
+          window_start, window_step = now, step
+          if math.isfinite(steps_per_sec):
+            tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
+            rate = f'{steps_per_sec:.2f} steps/s'
+          else:
+            rate = f'first step {first_step_s:.1f}s (tracing)'
+          eta = (num_train_steps - step) / steps_per_sec
+          terms = ' '.join(
+              f'{k.replace("Loss/", "", 1).replace("_loss", "")}={v:.4f}'
+              for k, v in values.items() if k != 'Loss/total_loss')
+          extra = ''
+          if loss_scaling:
+            extra = (f' loss_scale={precision.loss_scale(optimizer):g}'
+                     f' skipped={skipped_steps}')
+          print_fn(f'step {step}/{num_train_steps} '
+                   f'loss={values["Loss/total_loss"]:.4f} ({terms}) '
+                   f'lr={lr:.3g}{extra} {rate} ETA {_format_eta(eta)}')
+      saved = None
       if step % checkpoint_every_n == 0:
-        manager.save(checkpoint_number=step, check_interval=False)
+        saved = manager.save(checkpoint_number=step, check_interval=False)
+      if (evaluator is not None and eval_every_n and step % eval_every_n == 0
+          and step < num_train_steps):
+        path = saved or manager.save(checkpoint_number=step,
+                                     check_interval=False)
+        writer.flush()
+        evaluate(path, step)
+        if keeper is not None and keeper.should_stop:
+          stop_reason = 'early stopping: ' + keeper.early_stopping.reason()
+        # Evaluation time is not training time.
+        window_start = time.time()
   wall = time.time() - loop_start
-  final_step = int(optimizer.iterations.numpy())
+  final_step = int(iterations.numpy())
   path = manager.latest_checkpoint
   if path is None or not path.endswith(f'-{final_step}'):
     path = manager.save(checkpoint_number=final_step, check_interval=False)
   writer.flush()
+  if stop_reason is None:
+    stop_reason = f'reached {num_train_steps} steps'
+  if (evaluator is not None and evaluate_final and
+      not any(s == final_step for s, _ in evaluations)):
+    evaluate(path, final_step)
   return TrainResult(
       final_step=final_step, checkpoint_path=path,
       final_losses={k: float(v.numpy()) for k, v in losses.items()},
-      wall_time_s=wall, steps_run=final_step - start_step)
+      wall_time_s=wall, steps_run=final_step - start_step,
+      stop_reason=stop_reason, evaluations=evaluations,
+      best_checkpoint=keeper.best_checkpoint if keeper else None,
+      best_step=keeper.best_step if keeper else None,
+      best_value=keeper.best_value if keeper else None,
+      skipped_steps=skipped_steps, precision_policy=policy,
+      jit_compiled=jit_compile,
+      first_step_s=first_step_s)
 
 
 def _trainable_variables(detection_model, train_config):

@@ -51,6 +51,7 @@ def tiny_configs(data_dir, overrides=None):
       'model.ssd.anchor_generator.ssd_anchor_generator.num_layers': 3,
       'train_config.batch_size': 4,
       'train_config.num_steps': 3,
+      'train_config.summary_every_n': 2,
       'train_input_path': os.path.join(data_dir, 'train.tfrecord'),
       'eval_input_path': os.path.join(data_dir, 'val.tfrecord'),
       'label_map_path': os.path.join(data_dir, 'label_map.pbtxt'),
@@ -218,13 +219,17 @@ def test_train_loop_writes_pipeline_config(trained):
 def test_train_loop_writes_summaries(trained):
   _, model_dir, result, _ = trained
   scalars = _read_scalars(os.path.join(model_dir, 'train'))
-  for tag in _LOSS_TAGS + ('learning_rate', 'steps_per_sec'):
-    assert sorted(scalars.get(tag, {})) == [1, 2, 3], tag
+  # Every train_config.summary_every_n = 2 steps and at the last step.
+  for tag in _LOSS_TAGS + ('learning_rate',):
+    assert sorted(scalars.get(tag, {})) == [2, 3], tag
   assert scalars['Loss/total_loss'][3] == pytest.approx(
       result.final_losses['Loss/total_loss'], rel=1e-5)
   # The default config's cosine schedule warms up 0.004 -> 0.08 over 50
-  # steps: lr(1) = 0.004 + 0.076 * 1 / 50 = 0.00552.
-  assert scalars['learning_rate'][1] == pytest.approx(0.00552, rel=1e-3)
+  # steps: lr(2) = 0.004 + 0.076 * 2 / 50 = 0.00704.
+  assert scalars['learning_rate'][2] == pytest.approx(0.00704, rel=1e-3)
+  # steps/s goes with the progress lines (log_every_n = 1), except the
+  # first step's, which is tracing time.
+  assert sorted(scalars['steps_per_sec']) == [2, 3]
 
 
 def test_train_loop_prints_progress(trained):
@@ -234,6 +239,11 @@ def test_train_loop_prints_progress(trained):
   assert f"loss={result.final_losses['Loss/total_loss']:.4f}" in progress[-1]
   for word in ('localization=', 'classification=', 'lr=', 'steps/s', 'ETA'):
     assert word in progress[-1]
+  # The first step traces the step function: its time is reported apart
+  # and left out of the rate and the ETA.
+  assert 'first step' in progress[0] and '(tracing)' in progress[0]
+  assert 'ETA ?' in progress[0]
+  assert result.first_step_s > 0
 
 
 def test_resume_under_one_device_strategy(trained, tmp_path, monkeypatch):
@@ -259,7 +269,7 @@ def test_resume_under_one_device_strategy(trained, tmp_path, monkeypatch):
   assert result.final_losses == {'Loss/total_loss': 0.0}
   # The summaries of the resumed steps are added to model_dir/train.
   scalars = _read_scalars(os.path.join(resumed_dir, 'train'))
-  assert sorted(scalars['Loss/total_loss']) == [1, 2, 3, 4, 5]
+  assert sorted(scalars['Loss/total_loss']) == [2, 3, 4, 5]
   # Same config: no backup of pipeline.config.
   assert not [n for n in os.listdir(resumed_dir) if n.endswith('.bak')]
 
