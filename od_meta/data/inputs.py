@@ -331,17 +331,61 @@ def unbatch_groundtruth(labels):
   return out
 
 
-def provide_groundtruth_kwargs(labels):
-  """`unbatch_groundtruth` as keyword arguments of provide_groundtruth.
+def unstack_padded_groundtruth(labels):
+  """Splits batched labels into per-image tensors that keep their padding.
+
+  The TF OD API's `unpad_groundtruth_tensors: false` (its TPU / XLA path):
+  every image keeps `M` rows, so every shape is static, and the padding rows
+  get groundtruth weight 0, which the target assigners read as "matches
+  nothing" (no positive, no heatmap peak, no loss).
+
+  Args:
+    labels: as for `unbatch_groundtruth`.
+
+  Returns:
+    dict field name -> list of B tensors `[M, ...]`, with
+    `groundtruth_weights` (given weights, or ones, times the row mask).
+
+  Raises:
+    ValueError: as `unbatch_groundtruth`.
+  """
+  if fields.num_groundtruth_boxes not in labels:
+    raise ValueError('unstack_padded_groundtruth: labels have no '
+                     f'{fields.num_groundtruth_boxes!r}')
+  num_boxes = labels[fields.num_groundtruth_boxes]
+  batch = num_boxes.shape[0]
+  if batch is None:
+    raise ValueError('unstack_padded_groundtruth: the batch size of '
+                     f'{fields.num_groundtruth_boxes!r} must be static')
+  out = {key: tf.unstack(value, num=batch) for key, value in labels.items()
+         if key != fields.num_groundtruth_boxes}
+  boxes = labels[fields.groundtruth_boxes]
+  mask = tf.sequence_mask(num_boxes, tf.shape(boxes)[1], dtype=tf.float32)
+  weights = labels.get(fields.groundtruth_weights)
+  weights = mask if weights is None else tf.cast(weights, tf.float32) * mask
+  out[fields.groundtruth_weights] = tf.unstack(weights, num=batch)
+  return out
+
+
+def provide_groundtruth_kwargs(labels, unpad=True):
+  """Per-image groundtruth as keyword arguments of provide_groundtruth.
 
   Usage: `model.provide_groundtruth(**provide_groundtruth_kwargs(labels))`.
   Maps boxes, classes, weights, keypoints, keypoint_visibilities and
   is_crowd to `groundtruth_<name>_list`; other fields are left out.
 
+  Args:
+    labels: padded, batched labels from `build_dataset`.
+    unpad: cut each image's rows to its box count (`unbatch_groundtruth`,
+      train_config.unpad_groundtruth_tensors: true), or keep the padding
+      with zero weights (`unstack_padded_groundtruth`; static shapes, for
+      XLA).
+
   Raises:
     ValueError: as `unbatch_groundtruth`.
   """
-  lists = unbatch_groundtruth(labels)
+  lists = (unbatch_groundtruth(labels) if unpad else
+           unstack_padded_groundtruth(labels))
   names = (fields.groundtruth_boxes, fields.groundtruth_classes,
            fields.groundtruth_weights, fields.groundtruth_keypoints,
            fields.groundtruth_keypoint_visibilities,

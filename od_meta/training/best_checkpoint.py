@@ -66,6 +66,14 @@ def metric_value(metrics: dict, metric: str) -> float:
   return float(metrics[metric])
 
 
+def _write_atomically(path: str, text: str):
+  """Writes a file through a temporary sibling and a rename."""
+  tmp = path + '.tmp'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
 def _improves(value: float, reference: Optional[float], higher: bool,
               min_delta: float = 0.0) -> bool:
   if not math.isfinite(value):
@@ -202,10 +210,7 @@ class BestCheckpointKeeper:
           'reference_step': self.early_stopping.reference_step,
           'wait': self.early_stopping.wait,
       }
-    tmp = self.state_path + '.tmp'
-    with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.write(json.dumps(state, indent=1) + '\n')
-    tf.io.gfile.rename(tmp, self.state_path, overwrite=True)
+    _write_atomically(self.state_path, json.dumps(state, indent=1) + '\n')
 
   @property
   def should_stop(self) -> bool:
@@ -251,8 +256,10 @@ class BestCheckpointKeeper:
       tf.io.gfile.copy(source, os.path.join(self.best_dir,
                                             os.path.basename(source)),
                        overwrite=True)
-    tf.train.update_checkpoint_state(self.best_dir, name,
-                                     all_model_checkpoint_paths=[name])
+    _write_atomically(
+        os.path.join(self.best_dir, 'checkpoint'),
+        f'model_checkpoint_path: "{name}"\n'
+        f'all_model_checkpoint_paths: "{name}"\n')
     # The state file points at the new copy; remove every other checkpoint
     # in best/ (the previous best, or files of an interrupted copy).
     for path in glob.glob(os.path.join(self.best_dir, '*')):

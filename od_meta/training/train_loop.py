@@ -79,7 +79,8 @@ class TrainResult:
 
 
 def compute_losses(detection_model, features, labels, *, training,
-                   add_regularization_loss=True, return_predictions=False):
+                   add_regularization_loss=True, return_predictions=False,
+                   unpad_groundtruth=True):
   """Runs the model on a batch and returns its loss dict.
 
   Args:
@@ -93,6 +94,9 @@ def compute_losses(detection_model, features, labels, *, training,
     return_predictions: also return the prediction dict and true image
       shapes, so evaluation can postprocess them without a second forward
       pass.
+    unpad_groundtruth: cut the padded groundtruth to each image's box count
+      (train_config.unpad_groundtruth_tensors), or keep the padding rows
+      with weight 0 (static shapes, needed by XLA).
 
   Returns:
     dict of float32 scalars: the model's 'Loss/...' terms and
@@ -100,7 +104,7 @@ def compute_losses(detection_model, features, labels, *, training,
     `(losses, prediction_dict, true_image_shapes)`.
   """
   detection_model.provide_groundtruth(
-      **inputs.provide_groundtruth_kwargs(labels))
+      **inputs.provide_groundtruth_kwargs(labels, unpad=unpad_groundtruth))
   preprocessed, true_shapes = detection_model.preprocess(
       features[fields.InputDataFields.image],
       features[fields.InputDataFields.true_image_shape])
@@ -326,6 +330,23 @@ _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                tf.errors.InternalError)
 
 
+def _numeric(tensors):
+  """The non-string entries of a feature or label dict."""
+  return {k: v for k, v in tensors.items() if v.dtype != tf.string}
+
+
+def _xla_failure_reason(error):
+  """The informative line of an XLA compilation error, shortened."""
+  lines = [line.strip() for line in error.message.splitlines()
+           if line.strip()]
+  for key in ('Detected unsupported operations', 'compile-time constant',
+              'XLA', 'Unsupported'):
+    for line in lines:
+      if key in line:
+        return line[:400]
+  return (lines[0] if lines else type(error).__name__)[:400]
+
+
 def check_settings(configs, has_evaluator):
   """Checks the precision and in-training evaluation fields.
 
@@ -491,12 +512,14 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
 
   num_replicas = strategy.num_replicas_in_sync
   add_reg = train_config.add_regularization_loss
+  unpad = train_config.unpad_groundtruth_tensors
   loss_scaling = precision.needs_loss_scaling(policy)
 
   def step_fn(features, labels):
     with tf.GradientTape() as tape:
       losses = compute_losses(detection_model, features, labels,
-                              training=True, add_regularization_loss=add_reg)
+                              training=True, add_regularization_loss=add_reg,
+                              unpad_groundtruth=unpad)
       scaled = losses['Loss/total_loss'] / num_replicas
       if loss_scaling:
         scaled = optimizer.scale_loss(scaled)
@@ -510,13 +533,23 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
 
     @tf.function
     def train_step(iterator):
-      per_replica = strategy.run(replica_step, args=next(iterator))
+      # String features (source ids, file names) are not used by the step
+      # and XLA cannot take them as arguments.
+      per_replica = strategy.run(
+          replica_step, args=[_numeric(part) for part in next(iterator)])
       return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in per_replica.items()}
 
     return train_step
 
   jit_compile = bool(train_config.jit_compile)
+  if jit_compile and unpad:
+    print_fn('WARNING: train_config.jit_compile with '
+             'unpad_groundtruth_tensors: true makes every image\'s box count '
+             'a compile-time constant, so XLA recompiles the train step for '
+             'each new combination of counts; set '
+             'train_config.unpad_groundtruth_tensors: false (padded '
+             'groundtruth with zero weights, as for the TF OD API on TPU)')
   train_step = make_train_step(jit_compile)
   writer = (tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
             if record_summaries else tf.summary.create_noop_writer())
@@ -550,7 +583,7 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
       except _XLA_ERRORS as e:
         if not jit_compile or first_step_s is not None:
           raise
-        reason = str(e).strip().splitlines()[0][:300]
+        reason = _xla_failure_reason(e)
         print_fn(f'XLA could not compile the train step of '
                  f'{type(detection_model).__name__} ({reason}); training '
                  'without jit_compile')
