@@ -60,6 +60,10 @@ flags.DEFINE_float('measure_timeout_s', 900, 'Seconds before a measurement '
 flags.DEFINE_enum('lr_scaling', 'sqrt', ['sqrt', 'linear', 'none'],
                   'How a cosine schedule\'s learning rates follow '
                   '--train_batch_size (batch ratio r: x sqrt(r), x r, x 1).')
+flags.DEFINE_boolean('jit_compile', False, 'Time XLA-compiled inference '
+                     '(tf.function(jit_compile=True)); functions XLA cannot '
+                     'compile run as plain graphs and the results say '
+                     'which (column jit_compiled).')
 flags.DEFINE_boolean('quick', False, 'Tiny settings for a smoke study (see the '
                      'module docstring).')
 flags.DEFINE_boolean('overwrite', False, 'Replace existing O/runs/<name> '
@@ -111,7 +115,8 @@ def main(argv):
         num_warmup=_setting('num_warmup'), map_fractions=fractions,
         checkpoints=checkpoints,
         measure_timeout_s=FLAGS.measure_timeout_s,
-        overwrite=FLAGS.overwrite, lr_scaling=FLAGS.lr_scaling)
+        overwrite=FLAGS.overwrite, lr_scaling=FLAGS.lr_scaling,
+        jit_compile=FLAGS.jit_compile)
     result = study_lib.run_study(configurations, settings,
                                  print_fn=lambda s: print(s, flush=True))
   except (ValueError, FileNotFoundError) as e:

@@ -55,6 +55,9 @@ flags.DEFINE_string('checkpoint', None, 'Checkpoint prefix to restore '
 flags.DEFINE_integer('num_images', 500, 'Timed images (batch 1).')
 flags.DEFINE_integer('num_warmup', 10, 'Untimed calls before timing.')
 flags.DEFINE_string('output_json', None, 'Where the JSON result goes.')
+flags.DEFINE_boolean('jit_compile', False, 'Time the XLA-compiled inference '
+                     'functions (those XLA cannot compile run as plain '
+                     'graphs; result["jit_compile"] says which).')
 
 
 def _load_average():
@@ -108,8 +111,12 @@ def read_images(configs, num_images):
   return images, f'{len(images)} random {height}x{width} images'
 
 
-def measure(pipeline_config, checkpoint, num_images, num_warmup):
+def measure(pipeline_config, checkpoint, num_images, num_warmup,
+            jit_compile=False):
   """Builds, times and profiles one configuration; returns the result dict.
+
+  With `jit_compile`, the timed functions are XLA-compiled where XLA can
+  compile them (`timing.make_inference_functions`).
 
   Raises:
     ValueError: on a bad config or a checkpoint that does not match it.
@@ -153,11 +160,16 @@ def measure(pipeline_config, checkpoint, num_images, num_warmup):
       peaks['gpu'] = info['peak'] if info else None
 
   load_before = _load_average()
+  jit_report = {}
   stats = timing.time_inference(model, images, num_images=num_images,
                                 num_warmup=num_warmup,
                                 image_resizer_fn=resizer,
-                                after_warmup=reset, after_timing=read)
+                                after_warmup=reset, after_timing=read,
+                                jit_compile=jit_compile,
+                                jit_report=jit_report)
   result['timing'] = timing.times_to_dict(stats)
+  result['jit_compile'] = {'requested': bool(jit_compile),
+                           'functions': jit_report}
   # Other processes competing for the CPU make timings unreliable.
   result['load_average_1m'] = max(load_before, _load_average())
   result['num_cpus'] = _num_cpus()
@@ -200,7 +212,8 @@ def main(argv):
   if FLAGS.num_images < 1 or FLAGS.num_warmup < 0:
     raise app.UsageError('--num_images must be >= 1 and --num_warmup >= 0')
   result = measure(FLAGS.pipeline_config, FLAGS.checkpoint,
-                   FLAGS.num_images, FLAGS.num_warmup)
+                   FLAGS.num_images, FLAGS.num_warmup,
+                   jit_compile=FLAGS.jit_compile)
   tmp = FLAGS.output_json + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(result, f, indent=1)

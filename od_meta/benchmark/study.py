@@ -61,7 +61,7 @@ BASE_COLUMNS = (
     'map', 'map_50', 'map_75', 'map_small', 'map_medium', 'map_large',
     'time_total_ms', 'time_network_ms', 'time_postprocess_ms',
     'time_other_ms', 'postprocess_share', 'time_total_p90_ms',
-    'timing_images', 'timing_warmup',
+    'timing_images', 'timing_warmup', 'jit_compiled',
     'memory_mb', 'peak_memory_mb', 'memory_kind',
     'gflops', 'gflops_network', 'num_parameters', 'num_trainable_parameters',
     'train_steps', 'train_batch_size', 'train_wall_time_s',
@@ -110,6 +110,7 @@ class StudySettings:
     overwrite: remove existing runs/<name> directories instead of refusing.
     lr_scaling: how a cosine schedule's learning rates follow a changed
       train_batch_size ('sqrt', 'linear', 'none'; `sweep.training_overrides`).
+    jit_compile: time XLA-compiled inference (`measure --jit_compile`).
   """
   output_dir: str
   train_steps: Optional[int] = None
@@ -123,6 +124,7 @@ class StudySettings:
   measure_timeout_s: float = 900.0
   overwrite: bool = False
   lr_scaling: str = 'sqrt'
+  jit_compile: bool = False
 
   def validate(self):
     """Raises ValueError naming the bad setting."""
@@ -405,7 +407,8 @@ class Study:
         [f'--pipeline_config={pipeline_config}',
          f'--checkpoint={checkpoint}',
          f'--num_images={settings.num_images}',
-         f'--num_warmup={settings.num_warmup}'],
+         f'--num_warmup={settings.num_warmup}',
+         f'--jit_compile={str(bool(settings.jit_compile)).lower()}'],
         timeout_s=settings.measure_timeout_s)
     row['measurement'] = result
     fill_measurement(row, result)
@@ -441,6 +444,13 @@ def fill_measurement(row: Dict[str, Any], result: Dict[str, Any]):
           row['time_postprocess_ms'] / row['time_total_ms'], 1.0)
   row['timing_images'] = total.get('num_timed')
   row['timing_warmup'] = total.get('num_warmup')
+  jit = result.get('jit_compile') or {}
+  if jit.get('requested'):
+    # Which timed functions XLA compiled, e.g. 'network' or 'none'.
+    compiled = [name for name, status in sorted(jit.get('functions',
+                                                        {}).items())
+                if status.get('compiled')]
+    row['jit_compiled'] = '+'.join(compiled) or 'none'
   mem = result.get('memory', {})
   mib = 1024.0 * 1024.0
   row['memory_kind'] = mem.get('kind')

@@ -120,7 +120,47 @@ def _check_images(images):
                        f'{shape}')
 
 
-def make_inference_functions(detection_model, image_resizer_fn=None):
+class _JitOrFallback:
+  """Calls an XLA-compiled function; on a compilation error, the plain one.
+
+  `compiled` is None before the first call, then whether XLA compiled it;
+  `reason` gives XLA's error line when it did not.
+  """
+
+  _ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+             tf.errors.InternalError)
+
+  def __init__(self, python_fn):
+    self._jit = tf.function(python_fn, jit_compile=True,
+                            reduce_retracing=True)
+    self._plain = tf.function(python_fn, reduce_retracing=True)
+    self.compiled = None
+    self.reason = ''
+
+  def get_concrete_function(self, *args):
+    return self._plain.get_concrete_function(*args)
+
+  def __call__(self, *args):
+    if self.compiled is False:
+      return self._plain(*args)
+    try:
+      outputs = self._jit(*args)
+    except self._ERRORS as e:
+      if self.compiled:
+        raise
+      lines = [line.strip() for line in e.message.splitlines()
+               if line.strip()]
+      detail = [line for line in lines if 'unsupported' in line.lower() or
+                'compile-time constant' in line]
+      self.reason = ((detail or lines or [type(e).__name__])[0])[:400]
+      self.compiled = False
+      return self._plain(*args)
+    self.compiled = True
+    return outputs
+
+
+def make_inference_functions(detection_model, image_resizer_fn=None,
+                             jit_compile=False):
   """The three timed `tf.function`s of a `DetectionModel` at batch 1.
 
   Args:
@@ -128,6 +168,10 @@ def make_inference_functions(detection_model, image_resizer_fn=None):
     image_resizer_fn: optional `[H, W, 3] float32 -> (resized float32
       [H', W', 3], int32 [3] true shape)` (the model's image resizer); None
       when the images are already resized.
+    jit_compile: compile 'total', 'network' and 'postprocess' with XLA
+      (`tf.function(jit_compile=True)`); a function XLA cannot compile
+      (e.g. a dynamic-shape NMS) runs as a plain graph instead, which its
+      `compiled` / `reason` attributes record after the first call.
 
   Returns:
     dict with
@@ -148,15 +192,12 @@ def make_inference_functions(detection_model, image_resizer_fn=None):
     resized, true_shapes = resize(images)
     return detection_model.preprocess(resized, true_shapes)
 
-  @tf.function(reduce_retracing=True)
   def network(preprocessed, true_shapes):
     return detection_model.predict(preprocessed, true_shapes, training=False)
 
-  @tf.function(reduce_retracing=True)
   def postprocess(predictions, true_shapes):
     return detection_model.postprocess(predictions, true_shapes)
 
-  @tf.function(reduce_retracing=True)
   def total(images):
     resized, true_shapes = resize(images)
     preprocessed, true_shapes = detection_model.preprocess(resized,
@@ -165,8 +206,18 @@ def make_inference_functions(detection_model, image_resizer_fn=None):
                                           training=False)
     return detection_model.postprocess(predictions, true_shapes)
 
-  return {'total': total, 'preprocess': preprocess, 'network': network,
-          'postprocess': postprocess}
+  if jit_compile:
+    wrap = _JitOrFallback
+  else:
+    wrap = lambda fn: tf.function(fn, reduce_retracing=True)  # pylint: disable=unnecessary-lambda-assignment
+  return {'total': wrap(total), 'preprocess': preprocess,
+          'network': wrap(network), 'postprocess': wrap(postprocess)}
+
+
+def jit_status(functions) -> Dict[str, Dict]:
+  """{name: {'compiled': bool or None, 'reason': str}} of XLA functions."""
+  return {name: {'compiled': fn.compiled, 'reason': fn.reason}
+          for name, fn in functions.items() if isinstance(fn, _JitOrFallback)}
 
 
 def time_inference(detection_model, images: Sequence[np.ndarray], *,
@@ -174,7 +225,9 @@ def time_inference(detection_model, images: Sequence[np.ndarray], *,
                    image_resizer_fn=None,
                    after_warmup: Optional[Callable[[], None]] = None,
                    after_timing: Optional[Callable[[], None]] = None,
-                   clock: Callable[[], float] = time.perf_counter
+                   clock: Callable[[], float] = time.perf_counter,
+                   jit_compile: bool = False,
+                   jit_report: Optional[Dict] = None
                    ) -> Dict[str, TimingStats]:
   """Batch-1 inference times of a detector (Huang et al. 2017, Sec. 3.5).
 
@@ -196,6 +249,9 @@ def time_inference(detection_model, images: Sequence[np.ndarray], *,
     after_timing: optional callback run once right after the timed rounds
       (e.g. to read that peak).
     clock: seconds clock (injectable for tests).
+    jit_compile: time the XLA-compiled functions (see
+      `make_inference_functions`); the compilation happens in the warm-up.
+    jit_report: optional dict filled with `jit_status` of the functions.
 
   Returns:
     dict 'total' / 'network' / 'postprocess' -> `TimingStats`.
@@ -208,7 +264,8 @@ def time_inference(detection_model, images: Sequence[np.ndarray], *,
   if int(num_images) < 1 or int(num_warmup) < 0:
     raise ValueError(f'num_images must be >= 1 and num_warmup >= 0, got '
                      f'{num_images} and {num_warmup}')
-  functions = make_inference_functions(detection_model, image_resizer_fn)
+  functions = make_inference_functions(detection_model, image_resizer_fn,
+                                       jit_compile=jit_compile)
   batches = [tf.constant(np.asarray(image, np.float32)[np.newaxis])
              for image in images[:num_images]]
   times = {'total': [], 'network': [], 'postprocess': []}
@@ -231,6 +288,8 @@ def time_inference(detection_model, images: Sequence[np.ndarray], *,
     timed('postprocess', functions['postprocess'], predictions, true_shapes)
   if after_timing is not None:
     after_timing()
+  if jit_report is not None:
+    jit_report.update(jit_status(functions))
   return {name: summarize(values[int(num_warmup):], num_warmup)
           for name, values in times.items()}
 

@@ -219,3 +219,43 @@ def test_fill_measurement_units():
   assert (row['memory_mb'], row['peak_memory_mb']) == (100.0, 300.0)
   assert (row['gflops'], row['gflops_network']) == (3.0, 2.0)
   assert (row['timing_images'], row['timing_warmup']) == (5, 2)
+
+
+class _HostPostprocessDetector(_FakeDetector):
+  """A fake detector whose postprocess calls back into Python (no XLA)."""
+
+  def postprocess(self, prediction_dict, true_image_shapes):
+    out = super().postprocess(prediction_dict, true_image_shapes)
+    host = tf.numpy_function(lambda x: x, [out['detection_scores']],
+                             tf.float32)
+    return dict(out, detection_scores=tf.reshape(host, [-1, 1]))
+
+
+def test_jit_compiled_inference_and_fallback():
+  model = _HostPostprocessDetector()
+  functions = timing.make_inference_functions(model, jit_compile=True)
+  assert all(s['compiled'] is None
+             for s in timing.jit_status(functions).values())
+  image = tf.fill([1, 4, 4, 3], 255.0)
+  preprocessed, shapes = functions['preprocess'](image)
+  predictions = functions['network'](preprocessed, shapes)
+  out = functions['postprocess'](predictions, shapes)
+  np.testing.assert_allclose(out['detection_scores'].numpy(), [[1.0]],
+                             rtol=1e-6)
+  np.testing.assert_allclose(functions['total'](image)['detection_scores'],
+                             [[1.0]], rtol=1e-6)
+  status = timing.jit_status(functions)
+  # The convolution compiles; the host callback cannot, and says why.
+  assert status['network'] == {'compiled': True, 'reason': ''}
+  for name in ('postprocess', 'total'):
+    assert status[name]['compiled'] is False
+    assert 'PyFunc' in status[name]['reason'], status[name]
+  report = {}
+  timing.time_inference(model, [np.zeros([4, 4, 3], np.uint8)],
+                        num_images=1, num_warmup=1, jit_compile=True,
+                        jit_report=report)
+  assert report['network']['compiled'] and not report['total']['compiled']
+  row = {}
+  study.fill_measurement(row, {'jit_compile': {
+      'requested': True, 'functions': report}})
+  assert row['jit_compiled'] == 'network'
