@@ -288,7 +288,9 @@ def evaluate_model(detection_model, dataset, *, categories, eval_config,
         images.append(visualization.draw_side_by_side_evaluation_image(
             eval_dict, category_index, image_index=i,
             min_score_thresh=eval_config.min_score_threshold,
-            max_boxes=eval_config.max_num_boxes_to_visualize))
+            max_boxes=eval_config.max_num_boxes_to_visualize,
+            keypoint_edges=[(e.start, e.end)
+                            for e in eval_config.keypoint_edge]))
     num_images += batch
     if max_examples and num_images >= max_examples:
       break

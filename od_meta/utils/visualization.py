@@ -104,7 +104,7 @@ def draw_bounding_boxes_on_image_array(image, boxes, classes, scores,
                                        max_boxes=20, keypoints=None,
                                        color=None, line_thickness=2,
                                        skip_scores=False, skip_labels=False,
-                                       keypoint_radius=2):
+                                       keypoint_radius=2, keypoint_edges=None):
   """Draws boxes with 'name: score%' labels (and keypoints) on an image.
 
   Boxes are drawn in decreasing score order; at most `max_boxes` boxes with
@@ -132,6 +132,9 @@ def draw_bounding_boxes_on_image_array(image, boxes, classes, scores,
     skip_scores: if True, labels hold only the class name.
     skip_labels: if True, labels hold only the score.
     keypoint_radius: keypoint dot radius in pixels.
+    keypoint_edges: optional list of (start, end) keypoint indices (0-based)
+      joined by a line within each instance (a skeleton; TF OD API
+      `eval_config.keypoint_edge`); edges with a non-finite end are skipped.
 
   Returns:
     uint8 [H, W, 3], a new array.
@@ -159,6 +162,12 @@ def draw_bounding_boxes_on_image_array(image, boxes, classes, scores,
         keypoints.shape[2] != 2):
       raise ValueError(f'keypoints must have shape [{num}, K, 2], got '
                        f'{keypoints.shape}')
+  edges = [(int(a), int(b)) for a, b in (keypoint_edges or [])]
+  if edges and keypoints is not None and num:
+    bad = [e for e in edges if not all(0 <= k < keypoints.shape[1] for k in e)]
+    if bad:
+      raise ValueError(f'keypoint edges {bad} refer to keypoints outside '
+                       f'0..{keypoints.shape[1] - 1}')
 
   valid = np.all(np.isfinite(boxes), axis=1)
   if scores is not None:
@@ -188,6 +197,11 @@ def draw_bounding_boxes_on_image_array(image, boxes, classes, scores,
                        category_index, skip_labels, skip_scores)
     _draw_label(draw, text, xmin, ymin, height, box_color)
     if keypoints is not None:
+      for a, b in edges:
+        (ya, xa), (yb, xb) = keypoints[i][a], keypoints[i][b]
+        if np.all(np.isfinite([ya, xa, yb, xb])):
+          draw.line([xa * width, ya * height, xb * width, yb * height],
+                    fill=box_color, width=max(int(line_thickness), 1))
       for y, x in keypoints[i]:
         if not (np.isfinite(y) and np.isfinite(x)):
           continue
@@ -204,7 +218,7 @@ def draw_side_by_side_image_arrays(image, detection_boxes, detection_classes,
                                    detection_keypoints=None,
                                    groundtruth_keypoints=None,
                                    min_score_thresh=0.2, max_boxes=20,
-                                   line_thickness=2):
+                                   line_thickness=2, keypoint_edges=None):
   """Detections (left) and groundtruth (right) of one image, side by side.
 
   Args:
@@ -220,6 +234,7 @@ def draw_side_by_side_image_arrays(image, detection_boxes, detection_classes,
     min_score_thresh: detections below it are not drawn.
     max_boxes: the most boxes drawn on each side.
     line_thickness: box outline width in pixels.
+    keypoint_edges: optional (start, end) keypoint index pairs drawn as lines.
 
   Returns:
     uint8 [H, 2W, 3]: detections with scores on the left, every groundtruth
@@ -231,18 +246,19 @@ def draw_side_by_side_image_arrays(image, detection_boxes, detection_classes,
   left = draw_bounding_boxes_on_image_array(
       image, detection_boxes, detection_classes, detection_scores,
       category_index, min_score_thresh=min_score_thresh, max_boxes=max_boxes,
-      keypoints=detection_keypoints, line_thickness=line_thickness)
+      keypoints=detection_keypoints, line_thickness=line_thickness,
+      keypoint_edges=keypoint_edges)
   right = draw_bounding_boxes_on_image_array(
       image, groundtruth_boxes, groundtruth_classes, None, category_index,
       max_boxes=max_boxes, keypoints=groundtruth_keypoints,
-      line_thickness=line_thickness)
+      line_thickness=line_thickness, keypoint_edges=keypoint_edges)
   return np.concatenate([left, right], axis=1)
 
 
 def draw_side_by_side_evaluation_image(eval_dict, category_index,
                                        image_index=0, label_id_offset=1,
                                        min_score_thresh=0.2, max_boxes=20,
-                                       line_thickness=2):
+                                       line_thickness=2, keypoint_edges=None):
   """Side-by-side evaluation image of one image of an od_meta eval dict.
 
   The image is `original_image` (cropped to `original_image_spatial_shape`
@@ -266,6 +282,7 @@ def draw_side_by_side_evaluation_image(eval_dict, category_index,
     min_score_thresh: detections below it are not drawn.
     max_boxes: the most boxes drawn on each side.
     line_thickness: box outline width in pixels.
+    keypoint_edges: optional (start, end) keypoint index pairs drawn as lines.
 
   Returns:
     uint8 [H, 2W, 3].
@@ -322,4 +339,5 @@ def draw_side_by_side_evaluation_image(eval_dict, category_index,
       image, det_boxes, det_classes, det_scores, gt_boxes, gt_classes,
       category_index, detection_keypoints=det_kp,
       groundtruth_keypoints=gt_kp, min_score_thresh=min_score_thresh,
-      max_boxes=max_boxes, line_thickness=line_thickness)
+      max_boxes=max_boxes, line_thickness=line_thickness,
+      keypoint_edges=keypoint_edges)

@@ -142,3 +142,30 @@ def test_side_by_side_from_batched_eval_dict():
 def test_side_by_side_missing_key_raises():
   with pytest.raises(ValueError, match='image'):
     visualization.draw_side_by_side_evaluation_image({}, CATEGORY_INDEX)
+
+
+def test_keypoint_edges_drawn_as_lines():
+  image = _image()
+  # Keypoints at (y, x) = (0.5, 0.3) and (0.5, 0.7): the edge is the row
+  # y = 32 from x = 28.8 to 67.2; the third keypoint is missing (NaN).
+  keypoints = np.array([[[0.5, 0.3], [0.5, 0.7], [np.nan, np.nan]]])
+  box = [[0.1, 0.1, 0.9, 0.9]]
+  plain = visualization.draw_bounding_boxes_on_image_array(
+      image, box, [1], [0.9], CATEGORY_INDEX, color=(0, 255, 0),
+      line_thickness=1, skip_labels=True, skip_scores=True,
+      keypoints=keypoints, keypoint_radius=1)
+  edged = visualization.draw_bounding_boxes_on_image_array(
+      image, box, [1], [0.9], CATEGORY_INDEX, color=(0, 255, 0),
+      line_thickness=1, skip_labels=True, skip_scores=True,
+      keypoints=keypoints, keypoint_radius=1,
+      keypoint_edges=[(0, 1), (1, 2)])  # (1, 2) has a NaN end: skipped.
+  assert tuple(edged[32, 48]) == (0, 255, 0)  # Middle of the edge.
+  assert not plain[32, 48].any()
+  # The edge only adds pixels on row 32 between the two keypoints.
+  added = np.argwhere(_changed(image, edged) & ~_changed(image, plain))
+  assert set(added[:, 0]) == {32}
+  assert added[:, 1].min() >= 28 and added[:, 1].max() <= 68
+  with pytest.raises(ValueError, match='outside 0..2'):
+    visualization.draw_bounding_boxes_on_image_array(
+        image, box, [1], [0.9], CATEGORY_INDEX, keypoints=keypoints,
+        keypoint_edges=[(0, 3)])
