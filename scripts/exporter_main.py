@@ -10,7 +10,12 @@ As the TF Object Detection API's exporter_main_v2.py:
       [--config_override='model { ssd { post_processing { ... } } }'] \
       [--config_override=export_config.signature_name=detect]
 
-writes exported/ssd_digits/{saved_model/, checkpoint/, pipeline.config}.
+writes exported/ssd_digits/{saved_model/, checkpoint/, pipeline.config}
+from the newest checkpoint of --trained_checkpoint_dir; pass
+--trained_checkpoint_dir=runs/ssd_digits/best for the best checkpoint kept by
+evaluation during training (eval_config.eval_every_n_steps). A model trained
+under mixed precision is exported under the same policy, with float32
+outputs.
 --input_type is one of image_tensor (uint8 [batch, H, W, 3]),
 float_image_tensor (float32 [batch, H, W, 3] in [0, 255]),
 encoded_image_string_tensor (string [batch] JPEG/PNG bytes) and tf_example

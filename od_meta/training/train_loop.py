@@ -10,6 +10,11 @@ the global batch (`train_config.batch_size` is the *global* batch size).
 Checkpoints (`tf.train.CheckpointManager`) go to `model_dir` every
 `checkpoint_every_n` steps and at the end; a rerun with the same `model_dir`
 resumes from the newest one. TensorBoard summaries go to `model_dir/train`.
+
+`train_loop` also applies the precision policy (`precision`), XLA
+compilation of the replica step (`train_config.jit_compile`), sync batch
+norm, and, given an evaluator, periodic evaluation with best-checkpoint
+keeping and early stopping (`best_checkpoint`).
 """
 
 import dataclasses
