@@ -340,6 +340,13 @@ def _numeric(tensors):
   return {k: v for k, v in tensors.items() if v.dtype != tf.string}
 
 
+def _is_xla_failure(error):
+  """True when an error comes from XLA compilation, not from the data."""
+  message = error.message
+  return 'XLA' in message or 'tf2xla' in message or (
+      'compile-time constant' in message)
+
+
 def _xla_failure_reason(error):
   """The informative line of an XLA compilation error, shortened."""
   lines = [line.strip() for line in error.message.splitlines()
@@ -586,7 +593,8 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
       try:
         losses = train_step(iterator)
       except _XLA_ERRORS as e:
-        if not jit_compile or first_step_s is not None:
+        if (not jit_compile or first_step_s is not None or
+            not _is_xla_failure(e)):
           raise
         reason = _xla_failure_reason(e)
         print_fn(f'XLA could not compile the train step of '
