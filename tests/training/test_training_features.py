@@ -421,6 +421,28 @@ def test_padded_groundtruth_gives_the_same_ssd_losses(data_dir):
     assert weights.numpy().sum() == counts[i]
 
 
+@pytest.mark.parametrize('name', ['center_net', 'ttfnet'])
+def test_padded_groundtruth_gives_the_same_heatmap_losses(data_dir, name):
+  # CenterNet (with keypoints) and TTFNet draw no heatmap peak, size or
+  # keypoint target for a zero-weight padding row.
+  import test_dense_end_to_end  # pylint: disable=g-import-not-at-top
+  configs = test_dense_end_to_end._configs(name, data_dir)  # pylint: disable=protected-access
+  model = model_builder.build(configs['model'], is_training=True)
+  train_loop.build_model_variables(model, 64, 64)
+  features, labels = next(iter(train_loop.build_input_fn(
+      configs, is_training=True)()))
+  assert int(tf.reduce_min(labels['num_groundtruth_boxes'])) < (
+      labels['groundtruth_boxes'].shape[1])  # There is padding.
+  unpadded = train_loop.compute_losses(model, features, labels,
+                                       training=False)
+  padded = train_loop.compute_losses(model, features, labels, training=False,
+                                     unpad_groundtruth=False)
+  assert set(padded) == set(unpadded)
+  for key in unpadded:
+    np.testing.assert_allclose(padded[key], unpadded[key], rtol=1e-5,
+                               err_msg=key)
+
+
 def test_xla_compiles_the_ssd_train_step(data_dir, tmp_path):
   configs = tiny_configs(data_dir, {
       'train_config.jit_compile': True,
