@@ -543,12 +543,14 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
     replica_step = (tf.function(step_fn, jit_compile=True) if jit_compile
                     else step_fn)
 
-    @tf.function
-    def train_step(iterator):
+    def numeric_step(features, labels):
       # String features (source ids, file names) are not used by the step
       # and XLA cannot take them as arguments.
-      per_replica = strategy.run(
-          replica_step, args=[_numeric(part) for part in next(iterator)])
+      return replica_step(_numeric(features), _numeric(labels))
+
+    @tf.function
+    def train_step(iterator):
+      per_replica = strategy.run(numeric_step, args=next(iterator))
       return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in per_replica.items()}
 

@@ -242,22 +242,36 @@ def _framework_detections(model, images):
           model.postprocess(predictions, true_shapes).items()}
 
 
+def _detection_order(result, index):
+  """Detections by decreasing score; ties (whose order NMS leaves open) by
+  anchor index and class, which identify a detection."""
+  return np.lexsort((result['detection_classes'][index],
+                     result['detection_anchor_indices'][index],
+                     -np.round(result['detection_scores'][index], 4)))
+
+
 def _assert_same_detections(served, expected, index=0, expected_index=0):
   np.testing.assert_allclose(served['num_detections'][index],
                              expected['num_detections'][expected_index])
+  mine = _detection_order(served, index)
+  theirs = _detection_order(expected, expected_index)
   for key in ('detection_boxes', 'detection_scores',
-              'detection_multiclass_scores', 'raw_detection_boxes',
-              'raw_detection_scores'):
+              'detection_multiclass_scores'):
+    np.testing.assert_allclose(served[key][index][mine],
+                               expected[key][expected_index][theirs],
+                               atol=2e-5, rtol=1e-4, err_msg=key)
+  for key in ('raw_detection_boxes', 'raw_detection_scores'):
     np.testing.assert_allclose(served[key][index],
                                expected[key][expected_index],
                                atol=2e-5, rtol=1e-4, err_msg=key)
   # Label-map ids: 0-based class + 1.
   np.testing.assert_array_equal(
-      served['detection_classes'][index],
-      expected['detection_classes'][expected_index] + 1.0)
+      served['detection_classes'][index][mine],
+      expected['detection_classes'][expected_index][theirs] + 1.0)
   np.testing.assert_array_equal(
-      served['detection_anchor_indices'][index],
-      expected['detection_anchor_indices'][expected_index].astype(np.float32))
+      served['detection_anchor_indices'][index][mine],
+      expected['detection_anchor_indices'][expected_index][theirs].astype(
+          np.float32))
 
 
 # ------------------------------------------------------------------- tests
