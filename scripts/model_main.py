@@ -77,6 +77,7 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from od_meta.eval import eval_loop  # pylint: disable=g-import-not-at-top
   from od_meta.training import distribute_utils  # pylint: disable=g-import-not-at-top
+  from od_meta.training import run_folder  # pylint: disable=g-import-not-at-top
   from od_meta.training import train_loop  # pylint: disable=g-import-not-at-top
   from od_meta.utils import config_util  # pylint: disable=g-import-not-at-top
 
@@ -104,6 +105,10 @@ def main(argv):
     eval_loop.evaluate_checkpoint(configs, latest, FLAGS.model_dir)
     return 0
 
+  if FLAGS.num_train_steps is not None and FLAGS.num_train_steps <= 0:
+    print(f'model_main: --num_train_steps must be a positive number of steps, '
+          f'got {FLAGS.num_train_steps}', file=sys.stderr)
+    return 2
   try:
     strategy = distribute_utils.get_strategy(FLAGS.strategy)
   except ValueError as e:
@@ -120,12 +125,16 @@ def main(argv):
   except ValueError as e:
     print(f'model_main: {FLAGS.pipeline_config_path}: {e}', file=sys.stderr)
     return 2
-  result = train_loop.train_loop(
-      configs, FLAGS.model_dir, num_train_steps=FLAGS.num_train_steps,
-      checkpoint_every_n=FLAGS.checkpoint_every_n,
-      record_summaries=FLAGS.record_summaries, strategy=strategy,
-      log_every_n=FLAGS.log_every_n, evaluator=evaluator,
-      evaluate_final=FLAGS.eval_after_training)
+  try:
+    result = train_loop.train_loop(
+        configs, FLAGS.model_dir, num_train_steps=FLAGS.num_train_steps,
+        checkpoint_every_n=FLAGS.checkpoint_every_n,
+        record_summaries=FLAGS.record_summaries, strategy=strategy,
+        log_every_n=FLAGS.log_every_n, evaluator=evaluator,
+        evaluate_final=FLAGS.eval_after_training)
+  except run_folder.RunFolderLockedError as e:
+    print(f'model_main: {e}', file=sys.stderr)
+    return 2
   extra = ''
   if result.skipped_steps:
     extra = (f', {result.skipped_steps} steps skipped by loss scaling '

@@ -65,3 +65,21 @@ def get_strategy(strategy_name='auto', device=None):
   if strategy_name == 'multi_worker_mirrored':
     return tf.distribute.MultiWorkerMirroredStrategy()
   return tf.distribute.OneDeviceStrategy(device or '/cpu:0')
+
+
+def is_chief(strategy) -> bool:
+  """True for the process that owns the run folder under `strategy`.
+
+  Single-process strategies: always. MultiWorkerMirroredStrategy: the
+  'chief' task, or worker 0 of a cluster without a chief (TF_CONFIG
+  conventions).
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None) if resolver else None
+  if not task_type:
+    return True
+  if task_type == 'chief':
+    return True
+  if task_type == 'worker' and int(resolver.task_id or 0) == 0:
+    return 'chief' not in resolver.cluster_spec().as_dict()
+  return False

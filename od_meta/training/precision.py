@@ -1,4 +1,4 @@
-"""Mixed precision for training and export: Keras precision policies and loss scaling.
+"""Mixed precision: Keras precision policies and dynamic loss scaling.
 
 `train_config.mixed_precision: true` trains under Keras' `mixed_float16`
 policy and `train_config.use_bfloat16: true` under `mixed_bfloat16`

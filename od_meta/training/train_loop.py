@@ -17,6 +17,7 @@ norm, and, given an evaluator, periodic evaluation with best-checkpoint
 keeping and early stopping (`best_checkpoint`).
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -39,6 +40,7 @@ from od_meta.feature_extractors import batch_norm
 from od_meta.training import best_checkpoint
 from od_meta.training import distribute_utils
 from od_meta.training import precision
+from od_meta.training import run_folder
 from od_meta.utils import config_util
 
 _FINE_TUNE_TYPES = ('detection', 'feature_extractor', 'classification')
@@ -335,6 +337,17 @@ _XLA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                tf.errors.InternalError)
 
 
+def nonfinite_variables(model):
+  """Paths of the model's float variables holding a NaN or an Inf.
+
+  Batch-norm moving statistics included: a divergent step can leave an
+  infinite moving variance behind a still finite loss.
+  """
+  return [v.path for v in model.variables
+          if tf.as_dtype(v.dtype).is_floating and
+          not bool(tf.reduce_all(tf.math.is_finite(v)).numpy())]
+
+
 def _numeric(tensors):
   """The non-string entries of a feature or label dict."""
   return {k: v for k, v in tensors.items() if v.dtype != tf.string}
@@ -450,6 +463,9 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
       `MAX_CONSECUTIVE_SKIPPED_STEPS` steps.
   """
   train_config = configs['train_config']
+  if num_train_steps is not None and int(num_train_steps) <= 0:
+    raise ValueError(f'--num_train_steps must be a positive number of steps, '
+                     f'got {num_train_steps}')
   num_train_steps = int(num_train_steps or train_config.num_steps)
   if num_train_steps <= 0:
     raise ValueError('set train_config.num_steps or --num_train_steps to a '
@@ -465,236 +481,257 @@ def train_loop(configs, model_dir, *, num_train_steps: Optional[int] = None,
                                  train_config.use_bfloat16)
   strategy = strategy or distribute_utils.get_strategy()
   tf.io.gfile.makedirs(model_dir)
-  _save_pipeline_config(configs, model_dir)
+  chief = distribute_utils.is_chief(strategy)
+  with contextlib.ExitStack() as guards:
+    if chief:
+      guards.enter_context(run_folder.RunFolderLock(model_dir, print_fn))
+      for path in run_folder.remove_stale_temp_checkpoints(model_dir):
+        print_fn(f'Removed {path}, left by an interrupted checkpoint write')
+    input_fn = build_input_fn(configs, is_training=True)
+    dataset = strategy.distribute_datasets_from_function(input_fn)
+    height, width = image_size_for_building(configs, input_fn(None))
+    with strategy.scope(), precision.policy_scope(policy):
+      detection_model = model_builder.build(configs['model'], is_training=True)
+      base_optimizer, learning_rate = optimizer_builder.build(
+          train_config.optimizer,
+          global_clipnorm=train_config.gradient_clipping_by_norm or None)
+      build_model_variables(detection_model, height, width)
+      if train_config.sync_batch_norm:
+        num_synced = batch_norm.synchronize_batch_norms(detection_model)
+        print_fn(f'Sync batch norm: {num_synced} batch norm layers all-reduce '
+                 f'their statistics over {strategy.num_replicas_in_sync} '
+                 'replica(s)')
+      optimizer = precision.wrap_optimizer(base_optimizer, policy)
+      trainable = _trainable_variables(detection_model, train_config)
+      optimizer.build(trainable)
+      tracked = dict(model=detection_model, optimizer=base_optimizer)
+      if optimizer is not base_optimizer:
+        tracked['loss_scale_optimizer'] = optimizer
+      checkpoint = tf.train.Checkpoint(**tracked)
+    if policy != precision.FLOAT32:
+      print_fn(f'Precision policy {policy}'
+               + (' with dynamic loss scaling'
+                  if precision.needs_loss_scaling(policy) else '')
+               + '; layer compute dtypes '
+               + str(precision.compute_dtypes(detection_model)))
+    iterations = base_optimizer.iterations
+    manager = tf.train.CheckpointManager(
+        checkpoint, model_dir, max_to_keep=train_config.max_to_keep or 7,
+        step_counter=iterations, checkpoint_interval=checkpoint_every_n)
+    if manager.latest_checkpoint:
+      status = checkpoint.restore(manager.latest_checkpoint)
+      status.assert_existing_objects_matched()
+      print_fn(f'Resuming from {manager.latest_checkpoint} at step '
+               f'{int(iterations.numpy())}')
+    elif train_config.fine_tune_checkpoint:
+      restore_fine_tune_checkpoint(detection_model,
+                                   train_config.fine_tune_checkpoint,
+                                   train_config.fine_tune_checkpoint_type)
+    else:
+      extractor = getattr(detection_model, 'feature_extractor', None)
+      if hasattr(extractor, 'restore_backbone_weights'):
+        if extractor.restore_backbone_weights():
+          print_fn(f'Loaded backbone weights from {extractor.backbone_weights}')
 
-  input_fn = build_input_fn(configs, is_training=True)
-  dataset = strategy.distribute_datasets_from_function(input_fn)
-  height, width = image_size_for_building(configs, input_fn(None))
-  with strategy.scope(), precision.policy_scope(policy):
-    detection_model = model_builder.build(configs['model'], is_training=True)
-    base_optimizer, learning_rate = optimizer_builder.build(
-        train_config.optimizer,
-        global_clipnorm=train_config.gradient_clipping_by_norm or None)
-    build_model_variables(detection_model, height, width)
-    if train_config.sync_batch_norm:
-      num_synced = batch_norm.synchronize_batch_norms(detection_model)
-      print_fn(f'Sync batch norm: {num_synced} batch norm layers all-reduce '
-               f'their statistics over {strategy.num_replicas_in_sync} '
-               'replica(s)')
-    optimizer = precision.wrap_optimizer(base_optimizer, policy)
-    trainable = _trainable_variables(detection_model, train_config)
-    optimizer.build(trainable)
-    tracked = dict(model=detection_model, optimizer=base_optimizer)
-    if optimizer is not base_optimizer:
-      tracked['loss_scale_optimizer'] = optimizer
-    checkpoint = tf.train.Checkpoint(**tracked)
-  if policy != precision.FLOAT32:
-    print_fn(f'Precision policy {policy}'
-             + (' with dynamic loss scaling'
-                if precision.needs_loss_scaling(policy) else '')
-             + f'; layer compute dtypes {precision.compute_dtypes(detection_model)}')
-  iterations = base_optimizer.iterations
-  manager = tf.train.CheckpointManager(
-      checkpoint, model_dir, max_to_keep=train_config.max_to_keep or 7,
-      step_counter=iterations, checkpoint_interval=checkpoint_every_n)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    print_fn(f'Resuming from {manager.latest_checkpoint} at step '
-             f'{int(iterations.numpy())}')
-  elif train_config.fine_tune_checkpoint:
-    restore_fine_tune_checkpoint(detection_model,
-                                 train_config.fine_tune_checkpoint,
-                                 train_config.fine_tune_checkpoint_type)
-  else:
-    extractor = getattr(detection_model, 'feature_extractor', None)
-    if hasattr(extractor, 'restore_backbone_weights'):
-      if extractor.restore_backbone_weights():
-        print_fn(f'Loaded backbone weights from {extractor.backbone_weights}')
+    # Written once the model is built and restored: a config that fails
+    # before this point leaves the run folder's pipeline.config as it was.
+    if chief:
+      _save_pipeline_config(configs, model_dir)
+    keeper = _best_keeper(configs, model_dir) if evaluator is not None else None
+    if keeper is not None and keeper.previous_state_ignored:
+      print_fn(f'{keeper.state_path} ranks by another metric; the best '
+               f'checkpoint is now chosen by {keeper.metric}')
+    eval_every_n = int(configs['eval_config'].eval_every_n_steps)
 
-  keeper = _best_keeper(configs, model_dir) if evaluator is not None else None
-  if keeper is not None and keeper.previous_state_ignored:
-    print_fn(f'{keeper.state_path} ranks by another metric; the best '
-             f'checkpoint is now chosen by {keeper.metric}')
-  eval_every_n = int(configs['eval_config'].eval_every_n_steps)
+    if int(iterations.numpy()) < num_train_steps and not (
+        keeper is not None and keeper.should_stop):
+      check_groundtruth_coverage(detection_model, configs, input_fn(None),
+                                 print_fn)
 
-  if int(iterations.numpy()) < num_train_steps and not (
-      keeper is not None and keeper.should_stop):
-    check_groundtruth_coverage(detection_model, configs, input_fn(None),
-                               print_fn)
+    num_replicas = strategy.num_replicas_in_sync
+    add_reg = train_config.add_regularization_loss
+    unpad = train_config.unpad_groundtruth_tensors
+    loss_scaling = precision.needs_loss_scaling(policy)
 
-  num_replicas = strategy.num_replicas_in_sync
-  add_reg = train_config.add_regularization_loss
-  unpad = train_config.unpad_groundtruth_tensors
-  loss_scaling = precision.needs_loss_scaling(policy)
+    def step_fn(features, labels):
+      with tf.GradientTape() as tape:
+        losses = compute_losses(detection_model, features, labels,
+                                training=True, add_regularization_loss=add_reg,
+                                unpad_groundtruth=unpad)
+        scaled = losses['Loss/total_loss'] / num_replicas
+        if loss_scaling:
+          scaled = optimizer.scale_loss(scaled)
+      gradients = tape.gradient(scaled, trainable)
+      optimizer.apply_gradients(zip(gradients, trainable))
+      return losses
 
-  def step_fn(features, labels):
-    with tf.GradientTape() as tape:
-      losses = compute_losses(detection_model, features, labels,
-                              training=True, add_regularization_loss=add_reg,
-                              unpad_groundtruth=unpad)
-      scaled = losses['Loss/total_loss'] / num_replicas
-      if loss_scaling:
-        scaled = optimizer.scale_loss(scaled)
-    gradients = tape.gradient(scaled, trainable)
-    optimizer.apply_gradients(zip(gradients, trainable))
-    return losses
+    def make_train_step(jit_compile):
+      replica_step = (tf.function(step_fn, jit_compile=True) if jit_compile
+                      else step_fn)
 
-  def make_train_step(jit_compile):
-    replica_step = (tf.function(step_fn, jit_compile=True) if jit_compile
-                    else step_fn)
+      def numeric_step(features, labels):
+        # String features (source ids, file names) are not used by the step
+        # and XLA cannot take them as arguments.
+        return replica_step(_numeric(features), _numeric(labels))
 
-    def numeric_step(features, labels):
-      # String features (source ids, file names) are not used by the step
-      # and XLA cannot take them as arguments.
-      return replica_step(_numeric(features), _numeric(labels))
+      @tf.function
+      def train_step(iterator):
+        per_replica = strategy.run(numeric_step, args=next(iterator))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in per_replica.items()}
 
-    @tf.function
-    def train_step(iterator):
-      per_replica = strategy.run(numeric_step, args=next(iterator))
-      return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-              for k, v in per_replica.items()}
+      return train_step
 
-    return train_step
+    jit_compile = bool(train_config.jit_compile)
+    if jit_compile and unpad:
+      print_fn('WARNING: train_config.jit_compile with '
+               'unpad_groundtruth_tensors: true makes every image\'s box count '
+               'a compile-time constant, so XLA recompiles the train step for '
+               'each new combination of counts; set '
+               'train_config.unpad_groundtruth_tensors: false (padded '
+               'groundtruth with zero weights, as for the TF OD API on TPU)')
+    train_step = make_train_step(jit_compile)
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
+              if record_summaries else tf.summary.create_noop_writer())
+    iterator = iter(dataset)
+    start_step = int(iterations.numpy())
+    losses = {}
+    evaluations = []
+    skipped_steps = consecutive_skipped = 0
+    first_step_s = None
+    stop_reason = None
+    if keeper is not None and keeper.should_stop:
+      stop_reason = ('early stopping had already stopped this run: '
+                     + keeper.early_stopping.reason())
+    loop_start = time.time()
+    window_start, window_step = loop_start, start_step
 
-  jit_compile = bool(train_config.jit_compile)
-  if jit_compile and unpad:
-    print_fn('WARNING: train_config.jit_compile with '
-             'unpad_groundtruth_tensors: true makes every image\'s box count '
-             'a compile-time constant, so XLA recompiles the train step for '
-             'each new combination of counts; set '
-             'train_config.unpad_groundtruth_tensors: false (padded '
-             'groundtruth with zero weights, as for the TF OD API on TPU)')
-  train_step = make_train_step(jit_compile)
-  writer = (tf.summary.create_file_writer(os.path.join(model_dir, 'train'))
-            if record_summaries else tf.summary.create_noop_writer())
-  iterator = iter(dataset)
-  start_step = int(iterations.numpy())
-  losses = {}
-  evaluations = []
-  skipped_steps = consecutive_skipped = 0
-  first_step_s = None
-  stop_reason = None
-  if keeper is not None and keeper.should_stop:
-    stop_reason = ('early stopping had already stopped this run: '
-                   + keeper.early_stopping.reason())
-  loop_start = time.time()
-  window_start, window_step = loop_start, start_step
+    def save(step):
+      """Saves a checkpoint, after checking every variable is finite."""
+      bad = nonfinite_variables(detection_model)
+      if bad:
+        last = {k: float(v.numpy()) for k, v in losses.items()}
+        raise ValueError(
+            f'not saving the checkpoint of step {step}: {len(bad)} model '
+            f'variable(s) hold NaN or Inf ({", ".join(bad[:3])}'
+            f'{", ..." if len(bad) > 3 else ""}) while the loss was {last}; '
+            f'the newest good checkpoint is {manager.latest_checkpoint}')
+      return manager.save(checkpoint_number=step, check_interval=False)
 
-  def evaluate(path, step):
-    result = evaluator(path)
-    evaluations.append(result)
-    if keeper is not None:
-      if keeper.update(step, result[1], path):
-        print_fn(f'New {keeper.summary()}')
-    return result
+    def evaluate(path, step):
+      result = evaluator(path)
+      evaluations.append(result)
+      if keeper is not None:
+        if keeper.update(step, result[1], path):
+          print_fn(f'New {keeper.summary()}')
+      return result
 
-  with writer.as_default():
-    step = start_step
-    while step < num_train_steps and stop_reason is None:
-      previous_step = step
-      try:
-        losses = train_step(iterator)
-      except _XLA_ERRORS as e:
-        if (not jit_compile or first_step_s is not None or
-            not _is_xla_failure(e)):
-          raise
-        reason = _xla_failure_reason(e)
-        print_fn(f'XLA could not compile the train step of '
-                 f'{type(detection_model).__name__} ({reason}); training '
-                 'without jit_compile')
-        jit_compile = False
-        train_step = make_train_step(False)
-        continue
-      step = int(iterations.numpy())
-      if first_step_s is None:
-        first_step_s = time.time() - loop_start
-        window_start, window_step = time.time(), step
-      # The total loss is checked at every step (the step counter is read
-      # anyway), so that no NaN weights are ever checkpointed.
-      finite = math.isfinite(float(losses['Loss/total_loss'].numpy()))
-      if step == previous_step:
-        # Loss scaling skipped the update: non-finite gradients.
-        skipped_steps += 1
-        consecutive_skipped += 1
-        if finite and consecutive_skipped < MAX_CONSECUTIVE_SKIPPED_STEPS:
+    with writer.as_default():
+      step = start_step
+      while step < num_train_steps and stop_reason is None:
+        previous_step = step
+        try:
+          losses = train_step(iterator)
+        except _XLA_ERRORS as e:
+          if (not jit_compile or first_step_s is not None or
+              not _is_xla_failure(e)):
+            raise
+          reason = _xla_failure_reason(e)
+          print_fn(f'XLA could not compile the train step of '
+                   f'{type(detection_model).__name__} ({reason}); training '
+                   'without jit_compile')
+          jit_compile = False
+          train_step = make_train_step(False)
           continue
-        if finite:
-          raise ValueError(
-              f'the gradients were NaN or infinite for {consecutive_skipped} '
-              f'steps in a row at step {step} (loss scale now '
-              f'{precision.loss_scale(optimizer):g}): training diverged')
-      consecutive_skipped = 0
-      log_now = step % log_every_n == 0 or step == num_train_steps
-      summarize = step % summary_every_n == 0 or step == num_train_steps
-      if not finite or log_now or summarize:
-        values = {k: float(v.numpy()) for k, v in losses.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-          raise ValueError(f'the loss became NaN or infinite at step {step}: '
-                           f'{values}')
-        lr = float(learning_rate(step))
-        if summarize:
-          for name, value in values.items():
-            tf.summary.scalar(name, value, step=step)
-          tf.summary.scalar('learning_rate', lr, step=step)
-          if loss_scaling:
-            tf.summary.scalar('loss_scale', precision.loss_scale(optimizer),
-                              step=step)
-        if log_now:
-          now = time.time()
-          steps_per_sec = ((step - window_step) / (now - window_start)
-                           if step > window_step else float('nan'))
-          window_start, window_step = now, step
-          if math.isfinite(steps_per_sec):
-            tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
-            rate = f'{steps_per_sec:.2f} steps/s'
-          else:
-            rate = f'first step {first_step_s:.1f}s (tracing)'
-          eta = (num_train_steps - step) / steps_per_sec
-          terms = ' '.join(
-              f'{k.replace("Loss/", "", 1).replace("_loss", "")}={v:.4f}'
-              for k, v in values.items() if k != 'Loss/total_loss')
-          extra = ''
-          if loss_scaling:
-            extra = (f' loss_scale={precision.loss_scale(optimizer):g}'
-                     f' skipped={skipped_steps}')
-          print_fn(f'step {step}/{num_train_steps} '
-                   f'loss={values["Loss/total_loss"]:.4f} ({terms}) '
-                   f'lr={lr:.3g}{extra} {rate} ETA {_format_eta(eta)}')
-      saved = None
-      if step % checkpoint_every_n == 0:
-        saved = manager.save(checkpoint_number=step, check_interval=False)
-      if (evaluator is not None and eval_every_n and step % eval_every_n == 0
-          and step < num_train_steps):
-        path = saved or manager.save(checkpoint_number=step,
-                                     check_interval=False)
-        writer.flush()
-        evaluate(path, step)
-        if keeper is not None and keeper.should_stop:
-          stop_reason = 'early stopping: ' + keeper.early_stopping.reason()
-        # Evaluation time is not training time.
-        window_start = time.time()
-  wall = time.time() - loop_start
-  final_step = int(iterations.numpy())
-  path = manager.latest_checkpoint
-  if path is None or not path.endswith(f'-{final_step}'):
-    path = manager.save(checkpoint_number=final_step, check_interval=False)
-  writer.flush()
-  if stop_reason is None:
-    stop_reason = f'reached {num_train_steps} steps'
-  if (evaluator is not None and evaluate_final and
-      not any(s == final_step for s, _ in evaluations)):
-    evaluate(path, final_step)
-  return TrainResult(
-      final_step=final_step, checkpoint_path=path,
-      final_losses={k: float(v.numpy()) for k, v in losses.items()},
-      wall_time_s=wall, steps_run=final_step - start_step,
-      stop_reason=stop_reason, evaluations=evaluations,
-      best_checkpoint=keeper.best_checkpoint if keeper else None,
-      best_step=keeper.best_step if keeper else None,
-      best_value=keeper.best_value if keeper else None,
-      skipped_steps=skipped_steps, precision_policy=policy,
-      jit_compiled=jit_compile,
-      first_step_s=first_step_s)
+        step = int(iterations.numpy())
+        if first_step_s is None:
+          first_step_s = time.time() - loop_start
+          window_start, window_step = time.time(), step
+        # The total loss is checked at every step (the step counter is read
+        # anyway), so that no NaN weights are ever checkpointed.
+        finite = math.isfinite(float(losses['Loss/total_loss'].numpy()))
+        if step == previous_step:
+          # Loss scaling skipped the update: non-finite gradients.
+          skipped_steps += 1
+          consecutive_skipped += 1
+          if finite and consecutive_skipped < MAX_CONSECUTIVE_SKIPPED_STEPS:
+            continue
+          if finite:
+            raise ValueError(
+                f'the gradients were NaN or infinite for {consecutive_skipped} '
+                f'steps in a row at step {step} (loss scale now '
+                f'{precision.loss_scale(optimizer):g}): training diverged')
+        consecutive_skipped = 0
+        log_now = step % log_every_n == 0 or step == num_train_steps
+        summarize = step % summary_every_n == 0 or step == num_train_steps
+        if not finite or log_now or summarize:
+          values = {k: float(v.numpy()) for k, v in losses.items()}
+          if not all(math.isfinite(v) for v in values.values()):
+            raise ValueError(f'the loss became NaN or infinite at step {step}: '
+                             f'{values}')
+          lr = float(learning_rate(step))
+          if summarize:
+            for name, value in values.items():
+              tf.summary.scalar(name, value, step=step)
+            tf.summary.scalar('learning_rate', lr, step=step)
+            if loss_scaling:
+              tf.summary.scalar('loss_scale', precision.loss_scale(optimizer),
+                                step=step)
+          if log_now:
+            now = time.time()
+            steps_per_sec = ((step - window_step) / (now - window_start)
+                             if step > window_step else float('nan'))
+            window_start, window_step = now, step
+            if math.isfinite(steps_per_sec):
+              tf.summary.scalar('steps_per_sec', steps_per_sec, step=step)
+              rate = f'{steps_per_sec:.2f} steps/s'
+            else:
+              rate = f'first step {first_step_s:.1f}s (tracing)'
+            eta = (num_train_steps - step) / steps_per_sec
+            terms = ' '.join(
+                f'{k.replace("Loss/", "", 1).replace("_loss", "")}={v:.4f}'
+                for k, v in values.items() if k != 'Loss/total_loss')
+            extra = ''
+            if loss_scaling:
+              extra = (f' loss_scale={precision.loss_scale(optimizer):g}'
+                       f' skipped={skipped_steps}')
+            print_fn(f'step {step}/{num_train_steps} '
+                     f'loss={values["Loss/total_loss"]:.4f} ({terms}) '
+                     f'lr={lr:.3g}{extra} {rate} ETA {_format_eta(eta)}')
+        saved = None
+        if step % checkpoint_every_n == 0:
+          saved = save(step)
+        if (evaluator is not None and eval_every_n and step % eval_every_n == 0
+            and step < num_train_steps):
+          path = saved or save(step)
+          writer.flush()
+          evaluate(path, step)
+          if keeper is not None and keeper.should_stop:
+            stop_reason = 'early stopping: ' + keeper.early_stopping.reason()
+          # Evaluation time is not training time.
+          window_start = time.time()
+    wall = time.time() - loop_start
+    final_step = int(iterations.numpy())
+    path = manager.latest_checkpoint
+    if path is None or not path.endswith(f'-{final_step}'):
+      path = save(final_step)
+    writer.flush()
+    if stop_reason is None:
+      stop_reason = f'reached {num_train_steps} steps'
+    if (evaluator is not None and evaluate_final and
+        not any(s == final_step for s, _ in evaluations)):
+      evaluate(path, final_step)
+    return TrainResult(
+        final_step=final_step, checkpoint_path=path,
+        final_losses={k: float(v.numpy()) for k, v in losses.items()},
+        wall_time_s=wall, steps_run=final_step - start_step,
+        stop_reason=stop_reason, evaluations=evaluations,
+        best_checkpoint=keeper.best_checkpoint if keeper else None,
+        best_step=keeper.best_step if keeper else None,
+        best_value=keeper.best_value if keeper else None,
+        skipped_steps=skipped_steps, precision_policy=policy,
+        jit_compiled=jit_compile,
+        first_step_s=first_step_s)
 
 
 def _trainable_variables(detection_model, train_config):
