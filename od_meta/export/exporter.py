@@ -145,6 +145,36 @@ def _check_input_shape(input_type, input_shape):
                      f'-1, got {list(input_shape)}')
 
 
+_MAGIC_NUMBERS = (b'\xff\xd8\xff', b'\x89PNG', b'GIF8', b'BM')
+
+
+def is_encoded_image(encoded):
+  """bool scalar: the string starts with a JPEG / PNG / GIF / BMP / WebP
+  header (the formats `tf.io.decode_image` reads)."""
+  # Padded so that the header slices exist for any string length.
+  head = tf.strings.substr(tf.strings.join([encoded, b'\x00' * 12]), 0, 12)
+  webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b'RIFF'),
+                        tf.equal(tf.strings.substr(head, 8, 4), b'WEBP'))
+  return tf.reduce_any([
+      tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
+      for magic in _MAGIC_NUMBERS] + [webp])
+
+
+def _decode_rgb(encoded):
+  image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
+                             expand_animations=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def _nonempty_image(image):
+  with tf.control_dependencies([tf.debugging.assert_positive(
+      tf.shape(image)[:2],
+      message='input_tensor: a decoded image has no pixels (height or '
+      'width 0)')]):
+    return tf.identity(image)
+
+
 class DetectionInferenceModule(tf.Module):
   """A `tf.Module` whose `serve` runs one input type through a detector.
 
@@ -185,20 +215,41 @@ class DetectionInferenceModule(tf.Module):
 
   # ------------------------------------------------------------ decoding
   def _images_from_input(self, input_tensor):
-    """Returns (resized float32 [B, H', W', 3], true shapes int32 [B, 3])."""
+    """Returns (resized float32 [B, H', W', 3], true shapes int32 [B, 3]).
+
+    Bad inputs fail with an `InvalidArgumentError` whose message starts
+    with 'input_tensor:' (an empty batch, an image without pixels, bytes
+    that are not a JPEG / PNG / GIF / BMP image), not with a kernel's error
+    deep in the graph.
+    """
     if self._input_type in ('image_tensor', 'float_image_tensor'):
       images = tf.cast(input_tensor, tf.float32)
+      shape = tf.shape(images)
+      with tf.control_dependencies([
+          tf.debugging.assert_positive(
+              shape[:3], message='input_tensor: expected a non-empty batch '
+              'of images [batch >= 1, height >= 1, width >= 1, 3]')]):
+        images = tf.identity(images)
       return self._resize_batch(images, lambda image: image)
+    with tf.control_dependencies([
+        tf.debugging.assert_positive(
+            tf.shape(input_tensor)[:1],
+            message='input_tensor: expected a non-empty batch [batch >= 1]')]):
+      input_tensor = tf.identity(input_tensor)
     if self._input_type == 'encoded_image_string_tensor':
       def decode(encoded):
-        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
-        image.set_shape([None, None, 3])
-        return tf.cast(image, tf.float32)
+        with tf.control_dependencies([tf.debugging.Assert(
+            is_encoded_image(encoded),
+            ['input_tensor: an element is not JPEG, PNG, GIF, BMP or WebP '
+             'image bytes; its first bytes are',
+             tf.strings.substr(encoded, 0, 8)])]):
+          encoded = tf.identity(encoded)
+        return _nonempty_image(tf.cast(_decode_rgb(encoded), tf.float32))
     else:
       def decode(serialized):
         decoded = self._decoder.decode(serialized)
-        return tf.cast(decoded[fields.InputDataFields.image], tf.float32)
+        return _nonempty_image(
+            tf.cast(decoded[fields.InputDataFields.image], tf.float32))
     return self._resize_batch(input_tensor, decode)
 
   def _resize_batch(self, elems, decode_fn):

@@ -525,3 +525,37 @@ def test_padded_batch_for_resizers_without_fixed_size(trained,
               framework_model.postprocess(predictions, shapes).items()}
   for i in range(2):
     _assert_same_detections(served, expected, i, i)
+
+
+# ------------------------------------------------------------ bad requests
+def test_bad_requests_get_one_clear_message(exports):
+  encoded = _signature(exports, 'encoded_image_string_tensor')
+  png = tf.io.encode_png(_image(40, 56, 3)).numpy()
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='input_tensor: an element is not JPEG, PNG'):
+    encoded(input_tensor=tf.constant([png, b'not an image at all']))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'input_tensor: expected a non-empty batch'):
+    encoded(input_tensor=tf.constant([], tf.string))
+  image = _signature(exports, 'image_tensor')
+  # export_config.input_shape fixes 48x80 for this export; a 0-image batch:
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'input_tensor: expected a non-empty batch'):
+    image(input_tensor=tf.zeros([0, 48, 80, 3], tf.uint8))
+  floats = _signature(exports, 'float_image_tensor')
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'height >= 1, width >= 1'):
+    floats(input_tensor=tf.zeros([1, 0, 0, 3], tf.float32))
+  # A valid request still works after the failed ones.
+  assert encoded(input_tensor=tf.constant([png]))['num_detections'].shape == (
+      1,)
+
+
+def test_is_encoded_image():
+  png = tf.io.encode_png(np.zeros([2, 2, 3], np.uint8))
+  jpeg = tf.io.encode_jpeg(np.zeros([2, 2, 3], np.uint8))
+  for data in (png, jpeg, b'GIF89a...', b'BM\x00\x00',
+               b'RIFF\x00\x00\x00\x00WEBPVP8 '):
+    assert bool(exporter.is_encoded_image(tf.constant(data)))
+  for data in (b'', b'hello', b'RIFF\x00\x00\x00\x00WAVE'):
+    assert not bool(exporter.is_encoded_image(tf.constant(data)))
