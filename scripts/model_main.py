@@ -79,6 +79,7 @@ def main(argv):
   from od_meta.training import distribute_utils  # pylint: disable=g-import-not-at-top
   from od_meta.training import run_folder  # pylint: disable=g-import-not-at-top
   from od_meta.training import train_loop  # pylint: disable=g-import-not-at-top
+  from od_meta.utils import config_checks  # pylint: disable=g-import-not-at-top
   from od_meta.utils import config_util  # pylint: disable=g-import-not-at-top
 
   try:
@@ -89,6 +90,17 @@ def main(argv):
           configs, _overrides())
   except (OSError, ValueError) as e:
     print(f'model_main: {e}', file=sys.stderr)
+    return 2
+  try:
+    # Before anything is built or the run folder touched.
+    config_checks.check_pipeline(configs,
+                                 training=not FLAGS.checkpoint_dir,
+                                 evaluation=bool(
+                                     FLAGS.checkpoint_dir or
+                                     FLAGS.eval_after_training or
+                                     configs['eval_config'].eval_every_n_steps))
+  except ValueError as e:
+    print(f'model_main: {FLAGS.pipeline_config_path}: {e}', file=sys.stderr)
     return 2
 
   if FLAGS.checkpoint_dir:
