@@ -85,11 +85,12 @@ def check_checkpoints(model_dir):
   for path in paths:
     try:
       reader = tf.train.load_checkpoint(path)
-    except (tf.errors.OpError, ValueError) as e:
+      values = {name: np.asarray(reader.get_tensor(name))
+                for name in reader.get_variable_to_shape_map()}
+    except (tf.errors.OpError, ValueError, IndexError) as e:
       problems.append(f'{path} unreadable: {str(e).splitlines()[0]}')
       continue
-    for name in reader.get_variable_to_shape_map():
-      value = np.asarray(reader.get_tensor(name))
+    for name, value in values.items():
       if np.issubdtype(value.dtype, np.floating) and not np.all(
           np.isfinite(value)):
         problems.append(f'{path}: {name} is not finite')

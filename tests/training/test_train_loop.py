@@ -81,7 +81,8 @@ _MIRRORED_SCRIPT = textwrap.dedent('''
                                            image_size=64)
     configs = tiny_configs(data, {
         'train_config.optimizer.momentum_optimizer.learning_rate':
-            'constant_learning_rate { learning_rate: 0.5 }'})
+            'constant_learning_rate { learning_rate: 0.5 }',
+        'train_config.sync_batch_norm': True})
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
     out = {'replicas': strategy.num_replicas_in_sync}
 
@@ -490,10 +491,14 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
   # Traced once per replica, each with half the global batch of 4.
   assert out['real_batches'] == [2, 2]
   assert out['real_final_step'] == 1
-  # The start-up coverage check ran under the strategy, then the step.
+  # Sync batch norm (every BN of the SSD all-reduces its moments over the
+  # 2 replicas), the start-up coverage check under the strategy, the step.
+  assert out['lines'][0].startswith('Sync batch norm: ')
+  assert 'over 2 replica(s)' in out['lines'][0]
+  assert int(out['lines'][0].split()[3]) > 10
   assert 'groundtruth boxes in the first 4 training batches' in (
-      out['lines'][0])
-  assert out['lines'][1].startswith('step 1/1')
+      out['lines'][1])
+  assert out['lines'][2].startswith('step 1/1')
   for name, value in out['real_losses'].items():
     assert math.isfinite(value), name
   np.testing.assert_allclose(out['bias_after_one_step'], -0.5, rtol=1e-5)
