@@ -30,13 +30,19 @@ import time
 from absl import app
 from absl import flags
 
-flags.DEFINE_string('output_dir', None, 'Where the data, config and run go.')
-flags.DEFINE_integer('kills', 20, 'Number of SIGKILLs.')
-flags.DEFINE_integer('checkpoint_every_n', 1, 'Steps between checkpoints.')
-flags.DEFINE_float('min_wait_s', 0.2, 'Least time after the first step.')
-flags.DEFINE_float('max_wait_s', 4.0, 'Most time after the first step.')
-flags.DEFINE_integer('seed', 0, 'Random seed of the kill times.')
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The script's flags (defined when run, so that importing its helpers,
+  as the tests do, adds no global absl flag)."""
+  flags.DEFINE_string('output_dir', None,
+                      'Where the data, config and run go.')
+  flags.DEFINE_integer('kills', 20, 'Number of SIGKILLs.')
+  flags.DEFINE_integer('checkpoint_every_n', 1, 'Steps between checkpoints.')
+  flags.DEFINE_float('min_wait_s', 0.2, 'Least time after the first step.')
+  flags.DEFINE_float('max_wait_s', 4.0, 'Most time after the first step.')
+  flags.DEFINE_integer('seed', 0, 'Random seed of the kill times.')
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STEP = re.compile(r'^step (\d+)/')
@@ -200,4 +206,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   sys.exit(app.run(main))
