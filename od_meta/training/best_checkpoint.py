@@ -20,7 +20,6 @@ Both states survive a restart of the training run: they are re-read from
 """
 
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -262,7 +261,7 @@ class BestCheckpointKeeper:
         f'all_model_checkpoint_paths: "{name}"\n')
     # The state file points at the new copy; remove every other checkpoint
     # in best/ (the previous best, or files of an interrupted copy).
-    for path in glob.glob(os.path.join(self.best_dir, '*')):
+    for path in tf.io.gfile.glob(os.path.join(self.best_dir, '*')):
       base = os.path.basename(path)
       if base in ('checkpoint', STATE_FILE) or base.startswith(name + '.'):
         continue
